@@ -1,0 +1,1 @@
+"""Backend plugins used by the tests: deliberately broken, crashing and hanging ones."""
