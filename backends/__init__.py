@@ -1,0 +1,1 @@
+"""The shipped framework backends: one module per framework, each imported lazily."""

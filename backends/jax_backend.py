@@ -1,0 +1,207 @@
+"""JAX: the loss as JAX users write it, and optax's, both eager (not jitted).
+
+- `jax.nn`: JAX has no BCE-with-logits of its own, so users write
+  `-(y·log_sigmoid(x)·pos_weight + (1 − y)·log_sigmoid(−x))·weight` with
+  `jax.nn.log_sigmoid` (factors left out when not given) and reduce with
+  `jnp.mean` / `jnp.sum`. That expression is the implementation under test.
+- `optax`: `optax.sigmoid_binary_cross_entropy(logits, labels)`, elementwise; the
+  adapter multiplies in weight and reduces. It has no pos_weight (checked against
+  its signature at run time) and casts labels to the logits' dtype itself.
+
+float64 needs JAX's x64 mode. It is switched per call with the `jax.enable_x64`
+context manager, which is scoped to the calling thread and restored on exit, so
+`jax.config.jax_enable_x64` as other code sees it never changes. x64 is on
+exactly when the call involves a 64-bit dtype, and explicitly off otherwise, so
+results do not depend on how the surrounding process configured JAX.
+
+Gradients come from `jax.vjp` with respect to every argument given, seeded with
+ones (the gradient of the sum for "none"). jax is imported only when needed.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+
+from backends._common import (
+    adapter_reduction,
+    arguments,
+    check_grads,
+    check_implementation,
+    cuda_index,
+    import_problem,
+)
+from harness.protocol import DTYPES, Call, Result, Unsupported
+
+IMPLEMENTATIONS: tuple[str, ...] = ("jax.nn", "optax")
+
+# Distributions whose versions shape the numbers on a GPU, when installed.
+_CUDA_PLUGINS = ("jax-cuda12-plugin", "jax-cuda13-plugin")
+
+_DESCRIPTIONS = {
+    "jax.nn": "The loss as users write it: -(y·jax.nn.log_sigmoid(x)·pos_weight + "
+              "(1−y)·jax.nn.log_sigmoid(−x))·weight (absent factors omitted), reduced with "
+              "jnp.mean / jnp.sum; run eagerly, float64 under a call-scoped jax.enable_x64.",
+    "optax": "optax.sigmoid_binary_cross_entropy(logits=input, labels=target) is elementwise: "
+             "the adapter multiplies by weight and reduces with jnp.mean / jnp.sum. No "
+             "pos_weight (Unsupported); optax casts labels to the logits' dtype.",
+}
+
+
+class JaxBackend:
+    """jax.numpy and optax; CPU and every CUDA GPU JAX sees."""
+
+    name = "jax"
+
+    def availability(self) -> str | None:
+        return import_problem("jax", "jax")
+
+    def versions(self) -> dict[str, str]:
+        import jax
+        import jaxlib
+
+        out = {"jax": jax.__version__, "jaxlib": jaxlib.__version__}
+        for dist in ("optax", *_CUDA_PLUGINS):
+            with suppress(metadata.PackageNotFoundError):
+                out[dist] = metadata.version(dist)
+        for device, gpu in zip(self.devices()[1:], _cuda_devices(), strict=True):
+            out[device] = gpu.device_kind
+        return out
+
+    def devices(self) -> list[str]:
+        return ["cpu"] + [f"cuda:{i}" for i in range(len(_cuda_devices()))]
+
+    def dtypes(self) -> list[str]:
+        return list(DTYPES)
+
+    def implementations(self) -> list[str]:
+        return list(IMPLEMENTATIONS)
+
+    def describe(self, implementation: str) -> str:
+        return _DESCRIPTIONS.get(implementation, "")
+
+    def run(self, call: Call) -> Result:
+        import jax
+        import jax.numpy as jnp
+
+        check_implementation(call, IMPLEMENTATIONS, self.name)
+        check_grads(call)
+        index = cuda_index(call.device, self.devices(), self.name)
+        device = jax.devices("cpu")[0] if index is None else _cuda_devices()[index]
+        elementwise = _elementwise(call)
+        adapter_reduction(call.reduction, _function_name(call.implementation))
+        host = arguments(call)
+        names = list(host)
+        x64 = any(a.dtype.itemsize == 8 for a in host.values())
+
+        def loss(*values: Any) -> Any:
+            out = elementwise(dict(zip(names, values, strict=True)))
+            if call.reduction == "mean":
+                return jnp.mean(out)
+            if call.reduction == "sum":
+                return jnp.sum(out)
+            return out
+
+        with _x64(jax, x64), _missing_kernel_is_unsupported(jax):
+            values = [jax.device_put(host[n], device) for n in names]
+            if not call.grads:
+                return Result(value=np.array(loss(*values)))
+            out, vjp = jax.vjp(loss, *values)
+            value = np.array(out)
+            try:
+                with _missing_kernel_is_unsupported(jax):
+                    cotangents = vjp(jnp.ones_like(out))
+            except Unsupported as exc:  # no backward kernel: the value still stands
+                cotangents = (exc,) * len(names)
+            by_name = dict(zip(names, cotangents, strict=True))
+            grads = {name: _gradient(jax, name, by_name[name], host[name])
+                     for name in call.grads}
+        return Result(value=value, grads=grads)
+
+
+def _elementwise(call: Call) -> Callable[[dict[str, Any]], Any]:
+    """The elementwise loss of `call.implementation`; raises Unsupported before any work."""
+    import jax
+
+    if call.implementation == "jax.nn":
+
+        def written_by_hand(t: dict[str, Any]) -> Any:
+            x, y = t["input"], t["target"]
+            positive = y * jax.nn.log_sigmoid(x)
+            if "pos_weight" in t:
+                positive = positive * t["pos_weight"]
+            out = -(positive + (1 - y) * jax.nn.log_sigmoid(-x))
+            return out * t["weight"] if "weight" in t else out
+
+        return written_by_hand
+
+    problem = import_problem("optax", "jax")
+    if problem is not None:
+        raise Unsupported(problem)
+    import optax
+
+    if call.pos_weight is not None:
+        signature = inspect.signature(optax.sigmoid_binary_cross_entropy)
+        raise Unsupported(f"optax.sigmoid_binary_cross_entropy{signature} has no pos_weight "
+                          f"argument (optax {optax.__version__})")
+
+    def from_optax(t: dict[str, Any]) -> Any:
+        out = optax.sigmoid_binary_cross_entropy(t["input"], t["target"])
+        return out * t["weight"] if "weight" in t else out
+
+    return from_optax
+
+
+def _function_name(implementation: str) -> str:
+    if implementation == "optax":
+        return "optax.sigmoid_binary_cross_entropy"
+    return "the jax.nn.log_sigmoid expression"
+
+
+def _gradient(jax: Any, name: str, cotangent: Any, primal: np.ndarray) -> Any:
+    """A cotangent as numpy, or Unsupported where JAX has no gradient to give."""
+    if isinstance(cotangent, Unsupported):
+        return cotangent
+    if cotangent.dtype == jax.dtypes.float0:
+        return Unsupported(f"jax.vjp gives a float0 (symbolic zero) cotangent for {name} of "
+                           f"dtype {primal.dtype}: JAX does not differentiate with respect to "
+                           "integer or boolean inputs")
+    return np.array(cotangent)
+
+
+def _x64(jax: Any, enabled: bool) -> AbstractContextManager[Any]:
+    """x64 on or off for the duration of one call, without touching global config."""
+    scope = getattr(jax, "enable_x64", None)
+    if scope is not None:
+        return scope(enabled)
+    from jax.experimental import disable_x64, enable_x64  # JAX before jax.enable_x64
+
+    return enable_x64() if enabled else disable_x64()
+
+
+def _cuda_devices() -> list[Any]:
+    """JAX's CUDA devices in order ([] without a CUDA plugin or with JAX_PLATFORMS=cpu)."""
+    import jax
+
+    try:
+        return list(jax.devices("cuda"))
+    except RuntimeError:  # "Unknown backend cuda. Available backends are ['cpu']"
+        return []
+
+
+@contextmanager
+def _missing_kernel_is_unsupported(jax: Any) -> Iterator[None]:
+    """XLA's UNIMPLEMENTED (no kernel for a dtype on a platform) is Unsupported, in its words."""
+    try:
+        yield
+    except jax.errors.JaxRuntimeError as exc:
+        message = str(exc).strip()
+        if message.startswith("UNIMPLEMENTED"):
+            raise Unsupported(message.splitlines()[0]) from exc
+        raise
+

@@ -1,0 +1,246 @@
+"""TensorFlow: the tf.nn functions and Keras's BinaryCrossentropy, as TF users call them.
+
+- `sigmoid`: `tf.nn.sigmoid_cross_entropy_with_logits`, elementwise; the adapter
+  multiplies in weight and takes the mean or sum. It has no pos_weight.
+- `weighted`: `tf.nn.weighted_cross_entropy_with_logits`, TF's function for
+  pos_weight, which it requires; a call without pos_weight is `Unsupported`
+  here because a TF user without one calls `sigmoid` (it is covered there).
+- `keras`: `keras.losses.BinaryCrossentropy(from_logits=True)`; weight is Keras's
+  `sample_weight`. Keras averages over the last axis before reducing, so the
+  adapter appends an axis of length 1 to input and target, which makes that mean
+  exact and keeps `"none"` elementwise. Keras 3 computes in
+  `keras.config.floatx()` (float32 by default), so the result is float32 for
+  every input dtype: a user gets that too, and the harness reports it.
+- `keras-probs`: `tf.math.sigmoid`, then `BinaryCrossentropy(from_logits=False)`,
+  which clips probabilities to [epsilon, 1 - epsilon] (1e-7). `tf.math.sigmoid`
+  is used because `keras.ops.sigmoid` / `keras.activations.sigmoid` tag their
+  output with `_keras_logits`, and Keras then silently uses the logits.
+
+tensorflow is imported only when a method needs it (about 5 s).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from backends._common import (
+    adapter_reduction,
+    arguments,
+    check_grads,
+    check_implementation,
+    cuda_index,
+    import_problem,
+)
+from harness.protocol import DTYPES, Call, Result, Unsupported
+
+IMPLEMENTATIONS: tuple[str, ...] = ("sigmoid", "weighted", "keras", "keras-probs")
+
+# Keras's default reduction divides the sum by the number of loss elements, which
+# after the adapter's trailing axis is the input's element count: torch's mean.
+# "sum_over_batch_size" is spelt the same in Keras 2 and 3 ("mean" is Keras 3 only).
+_KERAS_REDUCTION = {"mean": "sum_over_batch_size"}
+
+# A dtype with no kernel on a device: NotFoundError "Could not find device for
+# node: ..." in eager mode, or "No OpKernel was registered ..." / "No registered ...".
+_NO_KERNEL = re.compile(r"Could not find device for node|No OpKernel was registered"
+                        r"|No registered '")
+
+_DESCRIPTIONS = {
+    "sigmoid": "tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits=input) is "
+               "elementwise: the adapter multiplies by weight (broadcasting) and reduces with "
+               "tf.reduce_mean / tf.reduce_sum over all axes. No pos_weight (Unsupported).",
+    "weighted": "tf.nn.weighted_cross_entropy_with_logits(labels=target, logits=input, "
+                "pos_weight=) is elementwise: the adapter multiplies by weight and reduces with "
+                "tf.reduce_mean / tf.reduce_sum. It requires pos_weight; calls without one are "
+                "Unsupported here and covered by 'sigmoid'.",
+    "keras": "keras.losses.BinaryCrossentropy(from_logits=True, reduction=) with weight as "
+             "sample_weight; the adapter appends a length-1 axis to input and target so Keras's "
+             "mean over the last axis is exact and 'none' stays elementwise, and maps 'mean' to "
+             "Keras's default 'sum_over_batch_size' (sum / element count). Keras computes in "
+             "keras.config.floatx() (float32), whatever the input dtype.",
+    "keras-probs": "tf.math.sigmoid(input), then keras.losses.BinaryCrossentropy("
+                   "from_logits=False), which clips probabilities to [1e-7, 1 - 1e-7]; same "
+                   "reshape, reduction mapping and float32 computation as 'keras'.",
+}
+
+
+class TensorFlowBackend:
+    """tf.nn and Keras 3 (on its TensorFlow backend); CPU and every CUDA GPU."""
+
+    name = "tensorflow"
+
+    def availability(self) -> str | None:
+        return import_problem("tensorflow", "tensorflow")
+
+    def versions(self) -> dict[str, str]:
+        import tensorflow as tf
+
+        out = {"tensorflow": tf.__version__,
+               # oneDNN kernels change the order of floating-point operations on x86 CPUs
+               "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset")}
+        build = tf.sysconfig.get_build_info()
+        for key in ("cuda_version", "cudnn_version"):
+            if build.get(key):
+                out[key.replace("_version", "")] = str(build[key])
+        keras, _ = _keras()
+        if keras is not None:
+            out.update({"keras": keras.__version__, "keras_backend": keras.backend.backend(),
+                        "keras_floatx": keras.config.floatx(),
+                        "keras_epsilon": repr(keras.config.epsilon())})
+        return out
+
+    def devices(self) -> list[str]:
+        import tensorflow as tf
+
+        if not tf.sysconfig.get_build_info().get("is_cuda_build"):
+            return ["cpu"]  # a ROCm build's GPUs are not "cuda:N"
+        gpus = tf.config.list_physical_devices("GPU")
+        return ["cpu"] + [f"cuda:{i}" for i in range(len(gpus))]
+
+    def dtypes(self) -> list[str]:
+        return list(DTYPES)
+
+    def implementations(self) -> list[str]:
+        return list(IMPLEMENTATIONS)
+
+    def describe(self, implementation: str) -> str:
+        return _DESCRIPTIONS.get(implementation, "")
+
+    def run(self, call: Call) -> Result:
+        import tensorflow as tf
+
+        check_implementation(call, IMPLEMENTATIONS, self.name)
+        check_grads(call)
+        index = cuda_index(call.device, self.devices(), self.name)
+        loss_fn = _loss_function(call)
+        device = "/CPU:0" if index is None else f"/GPU:{index}"
+        with tf.device(device):
+            # tf.identity inside the device scope puts each argument on that device.
+            tensors = {n: tf.identity(tf.constant(a)) for n, a in arguments(call).items()}
+            grads: dict[str, np.ndarray | Unsupported] = {}
+            with _missing_kernel_is_unsupported(), tf.GradientTape() as tape:
+                for name, tensor in tensors.items():
+                    if tensor.dtype.is_floating:
+                        tape.watch(tensor)
+                    elif name in call.grads:
+                        # TF's own words, from the warning tape.watch logs for these
+                        grads[name] = Unsupported(
+                            "The dtype of the watched tensor must be floating (e.g. "
+                            f"tf.float32), got {tensor.dtype!r}")
+                loss = loss_fn(tensors)
+            _check_placement(loss, index)
+            value = loss.numpy()
+            wanted = [n for n in call.grads if n not in grads]
+            if wanted:
+                try:
+                    with _missing_kernel_is_unsupported():
+                        computed = tape.gradient(loss, [tensors[n] for n in wanted],
+                                                 output_gradients=tf.ones_like(loss))
+                except Unsupported as exc:  # no backward kernel: the value still stands
+                    computed = [exc] * len(wanted)
+                for name, g in zip(wanted, computed, strict=True):
+                    if g is None:
+                        g = Unsupported(f"tf.GradientTape.gradient returned None for {name}: "
+                                        "the loss does not depend on it differentiably")
+                    grads[name] = g if isinstance(g, Unsupported) else g.numpy()
+        return Result(value=value, grads={name: grads[name] for name in call.grads})
+
+
+def _loss_function(call: Call) -> Callable[[dict[str, Any]], Any]:
+    """The user's call for `call.implementation`; raises Unsupported before any work."""
+    import tensorflow as tf
+
+    impl, reduction = call.implementation, call.reduction
+    if impl in ("keras", "keras-probs"):
+        keras, problem = _keras()
+        if keras is None:
+            raise Unsupported(problem or "keras is not available")
+        if keras.backend.backend() != "tensorflow":
+            raise Unsupported(f"keras is configured for the {keras.backend.backend()!r} backend "
+                              "(KERAS_BACKEND); its losses take TensorFlow tensors only on the "
+                              "'tensorflow' backend")
+        if call.pos_weight is not None:
+            raise Unsupported("keras.losses.BinaryCrossentropy has no pos_weight argument")
+        # Built before any tensor exists: an invalid reduction name is Keras's to reject.
+        loss_obj = keras.losses.BinaryCrossentropy(
+            from_logits=impl == "keras", reduction=_KERAS_REDUCTION.get(reduction, reduction))
+
+        def keras_loss(t: dict[str, Any]) -> Any:
+            x = t["input"] if impl == "keras" else tf.math.sigmoid(t["input"])
+            return loss_obj(tf.expand_dims(t["target"], -1), tf.expand_dims(x, -1),
+                            sample_weight=t.get("weight"))
+
+        return keras_loss
+
+    if impl == "sigmoid":
+        if call.pos_weight is not None:
+            raise Unsupported("tf.nn.sigmoid_cross_entropy_with_logits(labels, logits) has no "
+                              "pos_weight argument; 'weighted' covers pos_weight")
+        adapter_reduction(reduction, "tf.nn.sigmoid_cross_entropy_with_logits")
+    else:
+        if call.pos_weight is None:
+            raise Unsupported("tf.nn.weighted_cross_entropy_with_logits(labels, logits, "
+                              "pos_weight) requires pos_weight; without one a TensorFlow user "
+                              "calls sigmoid_cross_entropy_with_logits ('sigmoid')")
+        adapter_reduction(reduction, "tf.nn.weighted_cross_entropy_with_logits")
+
+    def nn_loss(t: dict[str, Any]) -> Any:
+        if impl == "sigmoid":
+            loss = tf.nn.sigmoid_cross_entropy_with_logits(labels=t["target"], logits=t["input"])
+        else:
+            loss = tf.nn.weighted_cross_entropy_with_logits(
+                labels=t["target"], logits=t["input"], pos_weight=t["pos_weight"])
+        if "weight" in t:
+            loss = loss * t["weight"]
+        if reduction == "mean":
+            return tf.reduce_mean(loss)
+        if reduction == "sum":
+            return tf.reduce_sum(loss)
+        return loss
+
+    return nn_loss
+
+
+def _keras() -> tuple[Any, str | None]:
+    """(keras, None), or (None, why not): tf.nn still works without a usable Keras."""
+    problem = import_problem("keras", "tensorflow")
+    if problem is not None:
+        return None, problem
+    import keras
+
+    return keras, None
+
+
+def _check_placement(loss: Any, index: int | None) -> None:
+    """Refuse a GPU result that TensorFlow's soft placement computed elsewhere.
+
+    With no GPU kernel for a dtype, eager TF may quietly run the op on the CPU;
+    reporting those numbers as cuda:N would misstate what was measured.
+    """
+    if index is None:
+        return
+    import tensorflow as tf
+
+    spec = tf.DeviceSpec.from_string(loss.device)
+    if spec.device_type != "GPU" or spec.device_index != index:
+        raise Unsupported(f"TensorFlow placed the result on {loss.device} instead of GPU:{index} "
+                          "(soft device placement: no GPU kernel for this dtype)")
+
+
+@contextmanager
+def _missing_kernel_is_unsupported() -> Iterator[None]:
+    """A dtype with no kernel on a device is Unsupported, in TensorFlow's words."""
+    import tensorflow as tf
+
+    try:
+        yield
+    except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as exc:
+        if _NO_KERNEL.search(exc.message or ""):
+            raise Unsupported(exc.message.strip().splitlines()[0]) from exc
+        raise

@@ -1,0 +1,271 @@
+"""PyTorch: BCEWithLogitsLoss four ways, each exactly as a PyTorch user calls it.
+
+- `functional`: `torch.nn.functional.binary_cross_entropy_with_logits`.
+- `module`: `torch.nn.BCEWithLogitsLoss(weight=, pos_weight=, reduction=)`.
+- `sigmoid+bce`: `torch.sigmoid` then `F.binary_cross_entropy`, the two-step road
+  the seed documents compare against; BCE clamps each log at -100 and has no
+  `pos_weight`.
+- `legacy`: the functional call with the deprecated `size_average`/`reduce`
+  arguments standing for the reduction. Every combination that stands for the
+  same reduction is run and must agree bit for bit; disagreement is an error.
+
+torch is imported only when a method needs it (about 2.6 s), so listing backends
+or importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from backends._common import (
+    arguments,
+    check_grads,
+    check_implementation,
+    cuda_index,
+    import_problem,
+)
+from harness.protocol import DTYPES, Call, Result, Unsupported
+
+IMPLEMENTATIONS: tuple[str, ...] = ("functional", "module", "sigmoid+bce", "legacy")
+
+# size_average/reduce pairs that torch's _Reduction.legacy_get_enum maps to each
+# reduction (None means "not passed"); the first is the canonical spelling.
+LEGACY: dict[str, tuple[tuple[bool | None, bool | None], ...]] = {
+    "none": ((None, False), (True, False), (False, False)),
+    "mean": ((True, True), (True, None), (None, True)),
+    "sum": ((False, True), (False, None)),
+}
+_LEGACY_WARNING = "size_average and reduce args will be deprecated"
+
+# torch refuses requires_grad on an argument its autograd formula does not cover,
+# at the forward call: "The function 'binary_cross_entropy_with_logits' is not
+# differentiable with respect to argument 'weight'. This input cannot have
+# requires_grad True."
+_NOT_DIFFERENTIABLE = re.compile(r"not differentiable with respect to argument '(\w+)'")
+# Missing kernels: RuntimeError '"..." not implemented for 'Half'' and
+# NotImplementedError "Could not run 'aten::...' with arguments from the 'CUDA' backend".
+_NO_KERNEL = re.compile(r"not implemented for '|Could not run '")
+
+_DESCRIPTIONS = {
+    "functional": "torch.nn.functional.binary_cross_entropy_with_logits(input, target, "
+                  "weight=, pos_weight=, reduction=) called as is; the adapter adds nothing.",
+    "module": "torch.nn.BCEWithLogitsLoss(weight=, pos_weight=, reduction=) built for the call "
+              "and applied to (input, target); the adapter adds nothing.",
+    "sigmoid+bce": "torch.sigmoid(input), then torch.nn.functional.binary_cross_entropy(probs, "
+                   "target, weight=, reduction=); BCE clamps each log at -100, and it has no "
+                   "pos_weight (Unsupported).",
+    "legacy": "binary_cross_entropy_with_logits with the deprecated size_average/reduce "
+              "standing for the reduction (none: reduce=False; mean: size_average=True, "
+              "reduce=True; sum: size_average=False, reduce=True); every combination meaning "
+              "the same reduction is run and must agree bitwise; the deprecation warning is "
+              "silenced.",
+}
+
+
+class LegacyArgumentsDisagree(RuntimeError):
+    """Two size_average/reduce combinations that mean the same reduction gave different bits."""
+
+
+class TorchBackend:
+    """PyTorch's BCEWithLogitsLoss and its sigmoid+BCE twin; CPU and every CUDA GPU."""
+
+    name = "torch"
+
+    def availability(self) -> str | None:
+        return import_problem("torch", "torch")
+
+    def versions(self) -> dict[str, str]:
+        import torch
+
+        out = {"torch": str(torch.__version__)}
+        if torch.version.cuda:
+            out["cuda"] = str(torch.version.cuda)
+        for device in self.devices()[1:]:
+            out[device] = torch.cuda.get_device_name(int(device.split(":")[1]))
+        return out
+
+    def devices(self) -> list[str]:
+        import torch
+
+        # torch.cuda also stands for ROCm GPUs in ROCm builds; those are not "cuda:N" here.
+        if torch.version.hip is not None or not torch.cuda.is_available():
+            return ["cpu"]
+        return ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+
+    def dtypes(self) -> list[str]:
+        return list(DTYPES)
+
+    def implementations(self) -> list[str]:
+        return list(IMPLEMENTATIONS)
+
+    def describe(self, implementation: str) -> str:
+        return _DESCRIPTIONS.get(implementation, "")
+
+    def run(self, call: Call) -> Result:
+        import torch
+
+        check_implementation(call, IMPLEMENTATIONS, self.name)
+        check_grads(call)
+        index = cuda_index(call.device, self.devices(), self.name)
+        device = torch.device("cpu" if index is None else f"cuda:{index}")
+        if call.implementation == "sigmoid+bce" and call.pos_weight is not None:
+            raise Unsupported("torch.nn.functional.binary_cross_entropy(input, target, weight, "
+                              "size_average, reduce, reduction) has no pos_weight argument")
+        if call.implementation == "legacy" and call.reduction in LEGACY:
+            return _run_legacy(call, device)
+        return _evaluate(call, device, _loss_function(call))
+
+
+def _loss_function(call: Call, **legacy: bool | None) -> Callable[[dict[str, Any]], Any]:
+    """The user's call for `call.implementation`, over a dict of tensors."""
+    import torch
+    import torch.nn.functional as F
+
+    impl, reduction = call.implementation, call.reduction
+
+    def loss(t: dict[str, Any]) -> Any:
+        if impl == "module":
+            module = torch.nn.BCEWithLogitsLoss(weight=t.get("weight"),
+                                                pos_weight=t.get("pos_weight"),
+                                                reduction=reduction)
+            return module(t["input"], t["target"])
+        if impl == "sigmoid+bce":
+            return F.binary_cross_entropy(torch.sigmoid(t["input"]), t["target"],
+                                          weight=t.get("weight"), reduction=reduction)
+        if legacy:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=_LEGACY_WARNING, category=UserWarning)
+                return F.binary_cross_entropy_with_logits(
+                    t["input"], t["target"], weight=t.get("weight"),
+                    pos_weight=t.get("pos_weight"), **legacy)
+        # functional, and legacy with a reduction no legacy pair stands for: the
+        # name goes to torch as is, so torch says what it makes of it.
+        return F.binary_cross_entropy_with_logits(
+            t["input"], t["target"], weight=t.get("weight"), pos_weight=t.get("pos_weight"),
+            reduction=reduction)
+
+    return loss
+
+
+def _evaluate(call: Call, device: Any, loss_fn: Callable[[dict[str, Any]], Any]) -> Result:
+    """Forward, then autograd seeded with ones, on leaf tensors on `device`."""
+    import torch
+
+    tensors = {name: _to_tensor(array, device) for name, array in arguments(call).items()}
+    grads: dict[str, np.ndarray | Unsupported] = {}
+    for name in call.grads:
+        try:
+            tensors[name].requires_grad_(True)
+        except RuntimeError as exc:  # integer/bool tensors cannot require gradients
+            grads[name] = Unsupported(str(exc))
+    with _missing_kernel_is_unsupported():
+        loss = _forward(loss_fn, tensors, grads)
+    value = _to_numpy(loss)
+    wanted = [name for name in call.grads if name not in grads]
+    if wanted:
+        try:
+            with _missing_kernel_is_unsupported():
+                computed = torch.autograd.grad(loss, [tensors[n] for n in wanted],
+                                               grad_outputs=torch.ones_like(loss))
+        except Unsupported as exc:  # no backward kernel: the value still stands
+            computed = [exc] * len(wanted)
+        for name, g in zip(wanted, computed, strict=True):
+            grads[name] = g if isinstance(g, Unsupported) else _to_numpy(g)
+    return Result(value=value, grads={name: grads[name] for name in call.grads})
+
+
+def _forward(loss_fn: Callable[[dict[str, Any]], Any], tensors: dict[str, Any],
+             grads: dict[str, np.ndarray | Unsupported]) -> Any:
+    """Run the forward, learning from torch which arguments it will not differentiate.
+
+    torch raises at the forward when weight or pos_weight requires grad. Rather
+    than hard-coding that (it may change), each refusal is recorded as that
+    gradient's `Unsupported` with torch's own message, and the forward is retried
+    without it, so the value and the remaining gradients are still compared.
+    """
+    while True:
+        try:
+            return loss_fn(tensors)
+        except RuntimeError as exc:
+            match = _NOT_DIFFERENTIABLE.search(str(exc))
+            name = match.group(1) if match else None
+            if name is None or name not in tensors or not tensors[name].requires_grad:
+                raise
+            grads[name] = Unsupported(str(exc))
+            tensors[name].requires_grad_(False)
+
+
+def _run_legacy(call: Call, device: Any) -> Result:
+    """Every size_average/reduce pair meaning `call.reduction`, checked to agree bitwise."""
+    pairs = LEGACY[call.reduction]
+    results = []
+    for size_average, reduce in pairs:
+        fn = _loss_function(call, size_average=size_average, reduce=reduce)
+        results.append(_evaluate(call, device, fn))
+    first = results[0]
+    for (size_average, reduce), other in zip(pairs[1:], results[1:], strict=True):
+        where = _disagreement(first, other)
+        if where:
+            raise LegacyArgumentsDisagree(
+                f"legacy arguments disagree for reduction={call.reduction!r}: "
+                f"size_average={pairs[0][0]}, reduce={pairs[0][1]} and "
+                f"size_average={size_average}, reduce={reduce} give different {where}")
+    return first
+
+
+def _disagreement(a: Result, b: Result) -> str:
+    """'' when both results carry the same bits, else what differs."""
+    if not _same_bits(a.value, b.value):
+        return f"values ({a.value!r} vs {b.value!r})"
+    for name, ga in a.grads.items():
+        gb = b.grads[name]
+        if isinstance(ga, Unsupported) or isinstance(gb, Unsupported):
+            if not (isinstance(ga, Unsupported) and isinstance(gb, Unsupported)
+                    and ga.reason == gb.reason):
+                return f"gradients of {name} ({ga!r} vs {gb!r})"
+        elif not _same_bits(ga, gb):
+            return f"gradients of {name} ({ga!r} vs {gb!r})"
+    return ""
+
+
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+@contextmanager
+def _missing_kernel_is_unsupported() -> Iterator[None]:
+    """A dtype with no kernel on a device is Unsupported, in torch's words (first line)."""
+    try:
+        yield
+    except RuntimeError as exc:  # NotImplementedError is a RuntimeError too
+        if isinstance(exc, NotImplementedError) or _NO_KERNEL.search(str(exc)):
+            raise Unsupported(str(exc).strip().splitlines()[0]) from exc
+        raise
+
+
+def _to_tensor(array: np.ndarray, device: Any) -> Any:
+    """numpy → torch tensor on `device`; bfloat16 via float32 (exact) since numpy has none."""
+    import ml_dtypes
+    import torch
+
+    if array.dtype == np.dtype(ml_dtypes.bfloat16):
+        return torch.from_numpy(array.astype(np.float32)).to(device=device, dtype=torch.bfloat16)
+    # a C-ordered copy keeps 0-d arrays 0-d (np.ascontiguousarray would make them 1-d)
+    return torch.from_numpy(np.array(array, order="C")).to(device=device)
+
+
+def _to_numpy(tensor: Any) -> np.ndarray:
+    """torch → numpy with the dtype kept; bfloat16 through float32, which is exact."""
+    import ml_dtypes
+    import torch
+
+    tensor = tensor.detach().cpu()
+    if tensor.dtype == torch.bfloat16:
+        return tensor.float().numpy().astype(ml_dtypes.bfloat16)
+    return tensor.numpy()

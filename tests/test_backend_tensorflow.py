@@ -1,0 +1,240 @@
+"""The TensorFlow backend against real TensorFlow and Keras.
+
+Pins the adapter's promises: tf.nn results keep the input dtype, Keras's result
+is whatever Keras computes in (float32 by default) and is not cast back, Keras's
+probability clipping shows, refusals are Unsupported with a reason, and invalid
+input reaches TensorFlow as it is.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backends.tensorflow_backend import IMPLEMENTATIONS, TensorFlowBackend
+from harness.dtypes import numpy_dtype
+from harness.protocol import DTYPES, REDUCTIONS, Backend, Call, Unsupported
+
+tf = pytest.importorskip("tensorflow", reason="tensorflow is not installed")
+keras = pytest.importorskip("keras", reason="keras is not installed")
+
+ROOT = Path(__file__).resolve().parents[1]
+BACKEND = TensorFlowBackend()
+ALL = ("input", "target", "weight", "pos_weight")
+
+# Small values exactly representable in every dtype; |x| <= 2 keeps keras-probs
+# away from its clipping and within a few bfloat16 ulps of the truth. No logit is 0:
+# there weighted_cross_entropy_with_logits differentiates abs() and relu() as 0 and
+# gets the input gradient wrong, a TensorFlow finding for the conformance suite.
+X = np.array([[-2.0, -0.5, 0.25], [0.75, 1.5, 2.0]])
+Y = np.array([[0.0, 0.25, 0.5], [1.0, 1.0, 0.0]])
+W = np.array([0.5, 1.0, 2.0])
+P = np.array([1.0, 2.0, 3.0])
+RTOL = {"float16": 1e-2, "bfloat16": 4e-2, "float32": 1e-5, "float64": 1e-12}
+# called with pos_weight? (weighted requires it; the others refuse it)
+POS_WEIGHT = {"sigmoid": False, "weighted": True, "keras": False, "keras-probs": False}
+
+
+def expected(x, y, w=None, p=None, reduction="mean"):
+    """float64 loss and gradients: harness.reference when present, else CONTRACT §2's formula."""
+    try:
+        from harness import reference
+    except ImportError:
+        reference = None
+    if reference is not None:
+        return reference.loss(x, y, w, p, reduction), reference.grads(x, y, w, p, reduction)
+    wb = np.ones_like(x) if w is None else np.broadcast_to(w, x.shape)
+    pb = np.ones_like(x) if p is None else np.broadcast_to(p, x.shape)
+    sp = np.logaddexp(0.0, -x)  # softplus(-x)
+    lw = 1 + (pb - 1) * y
+    unweighted = (1 - y) * x + lw * sp
+    scale = 1 / x.size if reduction == "mean" else 1.0
+    loss = wb * unweighted
+    value = loss if reduction == "none" else np.asarray(loss.sum() * scale)
+    full = {"input": wb * ((1 - y) - lw / (1 + np.exp(x))), "target": wb * ((pb - 1) * sp - x),
+            "weight": unweighted, "pos_weight": wb * y * sp}
+    given = {"input": x, "target": y, "weight": w, "pos_weight": p}
+    return value, {n: _sum_to(g * scale, np.shape(given[n]))
+                   for n, g in full.items() if given[n] is not None}
+
+
+def _sum_to(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    g = g.sum(axis=tuple(range(g.ndim - len(shape))))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    return g.sum(axis=axes, keepdims=True).reshape(shape)
+
+
+def assert_close(actual: np.ndarray, want: np.ndarray, *dtypes: str) -> None:
+    """Within the tolerance of the least precise dtype the numbers went through."""
+    rtol = max(RTOL[d] for d in dtypes)
+    atol = rtol * max(1.0, float(np.max(np.abs(want), initial=0.0)))
+    np.testing.assert_allclose(np.asarray(actual, dtype=np.float64), want, rtol=rtol, atol=atol)
+
+
+def test_protocol_surface():
+    assert isinstance(BACKEND, Backend)
+    assert BACKEND.name == "tensorflow"
+    assert BACKEND.availability() is None
+    versions = BACKEND.versions()
+    assert versions["tensorflow"] == tf.__version__
+    assert versions["keras"] == keras.__version__
+    assert versions["keras_floatx"] == keras.config.floatx()
+    devices = BACKEND.devices()
+    assert devices[0] == "cpu"
+    gpus = tf.config.list_physical_devices("GPU")
+    assert devices[1:] == [f"cuda:{i}" for i in range(len(gpus))]
+    assert BACKEND.dtypes() == list(DTYPES)
+    assert BACKEND.implementations() == ["sigmoid", "weighted", "keras", "keras-probs"]
+    assert all(BACKEND.describe(i) for i in IMPLEMENTATIONS)
+
+
+def test_importing_the_module_does_not_import_tensorflow():
+    code = ("import sys, backends.tensorflow_backend; "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_value_and_gradients_match_the_reference(impl, dtype, reduction):
+    p = P if POS_WEIGHT[impl] else None
+    grads = ALL if p is not None else ALL[:3]
+    result = BACKEND.run(Call(impl, "cpu", dtype, X, Y, W, p, reduction, grads))
+    want, want_grads = expected(X, Y, W, p, reduction)
+    # Keras computes in floatx whatever it is given; the adapter must not hide that
+    result_dtype = keras.config.floatx() if impl.startswith("keras") else dtype
+    assert result.value.dtype == numpy_dtype(result_dtype)
+    assert result.value.shape == (X.shape if reduction == "none" else ())
+    assert_close(result.value, want, dtype, result_dtype)
+    assert list(result.grads) == list(grads)
+    for name in grads:
+        g = result.grads[name]
+        assert g.dtype == numpy_dtype(dtype), name  # the gradient comes back in the input's dtype
+        assert g.shape == np.shape({"input": X, "target": Y, "weight": W, "pos_weight": P}[name])
+        assert_close(g, want_grads[name], dtype, result_dtype)
+
+
+@pytest.mark.parametrize(("w", "p"), [
+    (np.array(2.0), np.array(3.0)),
+    (np.array([[0.5, 1.0, 2.0]]), np.array([1.0, 2.0, 3.0])),
+    (np.array([[0.5], [2.0]]), np.array([[2.0], [1.0]])),
+])
+@pytest.mark.parametrize("impl", ["weighted", "keras"])
+def test_weight_and_pos_weight_broadcast_like_the_reference(impl, w, p):
+    p = p if POS_WEIGHT[impl] else None
+    grads = ("input", "weight") + (("pos_weight",) if p is not None else ())
+    result = BACKEND.run(Call(impl, "cpu", "float64", X, Y, w, p, "mean", grads))
+    want, want_grads = expected(X, Y, w, p, "mean")
+    dtype = "float64" if impl == "weighted" else keras.config.floatx()
+    assert_close(result.value, want, dtype)
+    for name in grads:
+        assert result.grads[name].shape == np.shape(w if name == "weight" else p if
+                                                    name == "pos_weight" else X)
+        assert_close(result.grads[name], want_grads[name], dtype)
+
+
+@pytest.mark.parametrize(("impl", "p", "match"), [
+    ("sigmoid", P, "has no pos_weight argument"),
+    ("weighted", None, "requires pos_weight"),
+    ("keras", P, "BinaryCrossentropy has no pos_weight argument"),
+    ("keras-probs", P, "BinaryCrossentropy has no pos_weight argument"),
+])
+def test_pos_weight_refusals_are_unsupported(impl, p, match):
+    with pytest.raises(Unsupported, match=match):
+        BACKEND.run(Call(impl, "cpu", "float32", X, Y, None, p))
+
+
+def test_keras_probs_clipping_shows_in_value_and_gradient():
+    # sigmoid(40) is 1 in float32; Keras clips it to 1 - 1e-7, so the loss tops out
+    # near -log(1e-7) ≈ 16 instead of 40, and the clip zeroes the input gradient.
+    call = Call("keras-probs", "cpu", "float32", np.array([40.0]), np.array([0.0]),
+                reduction="none", grads=("input",))
+    probs = BACKEND.run(call)
+    logits = BACKEND.run(Call("keras", *_rest(call)))
+    assert 15.0 < float(probs.value[0]) < 17.0
+    assert float(logits.value[0]) == 40.0
+    assert float(probs.grads["input"][0]) == 0.0
+    assert float(logits.grads["input"][0]) == 1.0
+
+
+def _rest(call: Call) -> tuple:
+    return (call.device, call.dtype, call.input, call.target, call.weight, call.pos_weight,
+            call.reduction, call.grads)
+
+
+def test_keras_computes_float64_input_in_float32():
+    wide = BACKEND.run(Call("keras", "cpu", "float64", X, Y, W, None, "mean", ("input",)))
+    narrow = BACKEND.run(Call("keras", "cpu", "float32", X, Y, W, None, "mean", ("input",)))
+    assert wide.value.dtype == np.float32
+    assert wide.value.tobytes() == narrow.value.tobytes()  # same float32 computation
+    assert wide.grads["input"].dtype == np.float64  # cast back by the cast's gradient
+
+
+@pytest.mark.parametrize("impl", ["sigmoid", "weighted"])
+def test_elementwise_functions_refuse_invalid_reduction_names(impl):
+    with pytest.raises(Unsupported, match="has no reduction argument"):
+        BACKEND.run(Call(impl, "cpu", "float32", X, Y, None, P if impl == "weighted" else None,
+                         reduction="bogus"))
+
+
+@pytest.mark.parametrize("impl", ["keras", "keras-probs"])
+def test_invalid_reduction_reaches_keras(impl):
+    with pytest.raises(ValueError, match="Invalid value for argument `reduction`"):
+        BACKEND.run(Call(impl, "cpu", "float32", X, Y, reduction="bogus"))
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_mismatched_shapes_reach_tensorflow(impl):
+    p = P if POS_WEIGHT[impl] else None
+    with pytest.raises(ValueError, match="must have the same shape"):
+        BACKEND.run(Call(impl, "cpu", "float32", X, Y[0], None, p))
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_a_weight_that_enlarges_the_shape_is_broadcast_silently(impl):
+    # torch refuses this; TensorFlow's multiply broadcasts, and the harness should see it
+    p = P if POS_WEIGHT[impl] else None
+    result = BACKEND.run(Call(impl, "cpu", "float32", X, Y, np.ones((2, 2, 3)), p, "none"))
+    assert result.value.shape == (2, 2, 3)
+
+
+def test_integer_target_is_tensorflows_to_judge():
+    call = Call("sigmoid", "cpu", "float32", X, np.round(Y), arg_dtypes={"target": "int64"})
+    with pytest.raises(tf.errors.InvalidArgumentError, match="int64"):
+        BACKEND.run(call)
+    # Keras converts the target to floatx itself; its gradient is not defined
+    keras_call = Call("keras", "cpu", "float32", X, np.round(Y), grads=("input", "target"),
+                      arg_dtypes={"target": "int64"})
+    result = BACKEND.run(keras_call)
+    assert result.grads["input"].shape == X.shape
+    assert "must be floating" in result.grads["target"].reason
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_same_call_gives_the_same_bits_with_or_without_gradients(impl):
+    p = P if POS_WEIGHT[impl] else None
+    call = Call(impl, "cpu", "float16", X, Y, W, p, "mean", ("input",))
+    first, second = BACKEND.run(call), BACKEND.run(call)
+    bare = BACKEND.run(Call(impl, *_rest(call)[:-1], ()))
+    assert first.value.tobytes() == second.value.tobytes() == bare.value.tobytes()
+    assert first.grads["input"].tobytes() == second.grads["input"].tobytes()
+
+
+def test_bfloat16_result_is_ml_dtypes_bfloat16():
+    result = BACKEND.run(Call("sigmoid", "cpu", "bfloat16", X, Y, grads=("input",)))
+    assert result.value.dtype == numpy_dtype("bfloat16")
+    assert result.grads["input"].dtype == numpy_dtype("bfloat16")
+
+
+def test_absent_device_is_unsupported():
+    if "cuda:7" in BACKEND.devices():
+        pytest.skip("this machine has a cuda:7")
+    with pytest.raises(Unsupported, match="'cuda:7' is not present"):
+        BACKEND.run(Call("sigmoid", "cuda:7", "float32", X, Y))

@@ -1,0 +1,235 @@
+"""The PyTorch backend against real torch: what it reports, computes and refuses.
+
+These tests pin the adapter's promises (dtype kept, gradients shaped like their
+arguments, torch's own refusals surfaced as Unsupported, invalid input passed
+through to torch) rather than torch's accuracy, which the conformance suite
+measures against the reference.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backends.torch_backend import IMPLEMENTATIONS, LEGACY, TorchBackend, _disagreement
+from harness.dtypes import numpy_dtype
+from harness.protocol import DTYPES, REDUCTIONS, Backend, Call, Result, Unsupported
+
+torch = pytest.importorskip("torch", reason="torch is not installed")
+
+ROOT = Path(__file__).resolve().parents[1]
+BACKEND = TorchBackend()
+ALL = ("input", "target", "weight", "pos_weight")
+
+# Small values exactly representable in every dtype; |x| <= 2 keeps the two-step
+# sigmoid+bce within a few bfloat16 ulps of the truth, so one tolerance serves all.
+X = np.array([[-2.0, -0.5, 0.0], [0.75, 1.5, 2.0]])
+Y = np.array([[0.0, 0.25, 0.5], [1.0, 1.0, 0.0]])
+W = np.array([0.5, 1.0, 2.0])
+P = np.array([1.0, 2.0, 3.0])
+RTOL = {"float16": 1e-2, "bfloat16": 4e-2, "float32": 1e-5, "float64": 1e-12}
+
+
+def expected(x, y, w=None, p=None, reduction="mean"):
+    """float64 loss and gradients: harness.reference when present, else CONTRACT §2's formula."""
+    try:
+        from harness import reference
+    except ImportError:
+        reference = None
+    if reference is not None:
+        return reference.loss(x, y, w, p, reduction), reference.grads(x, y, w, p, reduction)
+    wb = np.ones_like(x) if w is None else np.broadcast_to(w, x.shape)
+    pb = np.ones_like(x) if p is None else np.broadcast_to(p, x.shape)
+    sp = np.logaddexp(0.0, -x)  # softplus(-x)
+    lw = 1 + (pb - 1) * y
+    unweighted = (1 - y) * x + lw * sp
+    scale = 1 / x.size if reduction == "mean" else 1.0
+    loss = wb * unweighted
+    value = loss if reduction == "none" else np.asarray(loss.sum() * scale)
+    full = {"input": wb * ((1 - y) - lw / (1 + np.exp(x))), "target": wb * ((pb - 1) * sp - x),
+            "weight": unweighted, "pos_weight": wb * y * sp}
+    given = {"input": x, "target": y, "weight": w, "pos_weight": p}
+    return value, {n: _sum_to(g * scale, np.shape(given[n]))
+                   for n, g in full.items() if given[n] is not None}
+
+
+def _sum_to(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    g = g.sum(axis=tuple(range(g.ndim - len(shape))))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    return g.sum(axis=axes, keepdims=True).reshape(shape)
+
+
+def assert_close(actual: np.ndarray, want: np.ndarray, dtype: str) -> None:
+    rtol = RTOL[dtype]
+    atol = rtol * max(1.0, float(np.max(np.abs(want), initial=0.0)))
+    np.testing.assert_allclose(np.asarray(actual, dtype=np.float64), want, rtol=rtol, atol=atol)
+
+
+def test_protocol_surface():
+    assert isinstance(BACKEND, Backend)
+    assert BACKEND.name == "torch"
+    assert BACKEND.availability() is None
+    assert BACKEND.versions()["torch"] == str(torch.__version__)
+    devices = BACKEND.devices()
+    assert devices[0] == "cpu"
+    assert devices[1:] == [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    assert BACKEND.dtypes() == list(DTYPES)
+    assert BACKEND.implementations() == ["functional", "module", "sigmoid+bce", "legacy"]
+    assert all(BACKEND.describe(i) for i in IMPLEMENTATIONS)
+
+
+def test_importing_the_module_does_not_import_torch():
+    code = "import sys, backends.torch_backend; assert 'torch' not in sys.modules"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_value_and_gradients_match_the_reference(impl, dtype, reduction):
+    p = None if impl == "sigmoid+bce" else P
+    grads = ALL if p is not None else ALL[:3]
+    result = BACKEND.run(Call(impl, "cpu", dtype, X, Y, W, p, reduction, grads))
+    want, want_grads = expected(X, Y, W, p, reduction)
+    assert result.value.dtype == numpy_dtype(dtype)
+    assert result.value.shape == (X.shape if reduction == "none" else ())
+    assert_close(result.value, want, dtype)
+    assert list(result.grads) == list(grads)
+    for name in ("input", "target"):
+        g = result.grads[name]
+        assert g.dtype == numpy_dtype(dtype) and g.shape == X.shape
+        assert_close(g, want_grads[name], dtype)
+    for name in grads[2:]:  # torch refuses these at the forward; the value still stands
+        assert isinstance(result.grads[name], Unsupported)
+        assert "is not differentiable with respect to argument" in result.grads[name].reason
+
+
+@pytest.mark.parametrize("impl", ["functional", "module", "legacy"])
+def test_weight_and_pos_weight_gradients_carry_torch_own_message(impl):
+    result = BACKEND.run(Call(impl, "cpu", "float64", X, Y, W, P, "sum", ALL))
+    assert result.grads["weight"].reason == (
+        "The function 'binary_cross_entropy_with_logits' is not differentiable with respect "
+        "to argument 'weight'. This input cannot have requires_grad True.")
+    assert "argument 'pos_weight'" in result.grads["pos_weight"].reason
+    assert np.all(np.isfinite(result.grads["input"]))
+
+
+def test_sigmoid_bce_weight_gradient_carries_torch_own_message():
+    result = BACKEND.run(Call("sigmoid+bce", "cpu", "float32", X, Y, W, None, "mean", ALL[:3]))
+    assert result.grads["weight"].reason.startswith(
+        "The function 'binary_cross_entropy' is not differentiable with respect to argument "
+        "'weight'")
+
+
+@pytest.mark.parametrize(("w", "p"), [
+    (np.array(2.0), np.array(3.0)),
+    (np.array([[0.5, 1.0, 2.0]]), np.array([1.0, 2.0, 3.0])),
+    (np.array([[0.5], [2.0]]), np.array([[2.0], [1.0]])),
+])
+@pytest.mark.parametrize("impl", ["functional", "module"])
+def test_weight_and_pos_weight_broadcast_like_the_reference(impl, w, p):
+    result = BACKEND.run(Call(impl, "cpu", "float64", X, Y, w, p, "none", ("input",)))
+    want, want_grads = expected(X, Y, w, p, "none")
+    assert_close(result.value, want, "float64")
+    assert_close(result.grads["input"], want_grads["input"], "float64")
+
+
+def test_sigmoid_bce_has_no_pos_weight():
+    with pytest.raises(Unsupported, match="has no pos_weight argument"):
+        BACKEND.run(Call("sigmoid+bce", "cpu", "float32", X, Y, None, P))
+
+
+def test_sigmoid_bce_clamps_the_log_at_minus_100():
+    # sigmoid(-200) is 0 in float32, log(0) = -inf, and BCE clamps it to -100
+    result = BACKEND.run(Call("sigmoid+bce", "cpu", "float32", np.array([-200.0]),
+                              np.array([1.0]), reduction="none"))
+    assert result.value.tolist() == [100.0]
+    exact = BACKEND.run(Call("functional", "cpu", "float32", np.array([-200.0]),
+                             np.array([1.0]), reduction="none"))
+    assert exact.value.tolist() == [200.0]
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_invalid_input_reaches_torch(impl):
+    with pytest.raises(ValueError, match="bogus is not a valid value for reduction"):
+        BACKEND.run(Call(impl, "cpu", "float32", X, Y, reduction="bogus"))
+    with pytest.raises(ValueError, match="size"):
+        BACKEND.run(Call(impl, "cpu", "float32", X, Y[0]))
+    # a weight that would enlarge the input's shape is refused by torch, not the adapter
+    with pytest.raises(RuntimeError, match=r"doesn't match the broadcast shape \[2, 2, 3\]"):
+        BACKEND.run(Call(impl, "cpu", "float32", X, Y, np.ones((2, 2, 3)), reduction="none"))
+
+
+def test_integer_target_goes_to_torch_as_is():
+    call = Call("functional", "cpu", "float32", X, np.round(Y), arg_dtypes={"target": "int64"})
+    with pytest.raises(RuntimeError, match="can't be cast to the desired output type Long"):
+        BACKEND.run(call)
+
+
+def test_legacy_table_is_torch_own_mapping():
+    from torch.nn._reduction import legacy_get_string
+
+    pairs = [(s, r) for s in (True, False, None) for r in (True, False, None)]
+    for size_average, reduce in pairs:
+        if size_average is None and reduce is None:
+            continue  # neither passed: torch uses `reduction`, not the legacy path
+        meaning = legacy_get_string(size_average, reduce, emit_warning=False)
+        assert (size_average, reduce) in LEGACY[meaning]
+    assert sum(len(v) for v in LEGACY.values()) == len(pairs) - 1
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_legacy_agrees_bitwise_with_functional_and_stays_quiet(reduction):
+    call = Call("legacy", "cpu", "float32", X, Y, W, P, reduction, ("input", "target"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning escaping the adapter fails the test
+        legacy = BACKEND.run(call)
+    functional = BACKEND.run(Call("functional", *_rest(call)))
+    assert _disagreement(legacy, functional) == ""
+
+
+def _rest(call: Call) -> tuple:
+    return (call.device, call.dtype, call.input, call.target, call.weight, call.pos_weight,
+            call.reduction, call.grads)
+
+
+def test_legacy_disagreement_names_what_differs():
+    a = Result(np.array(1.0, np.float32), {"input": np.zeros(3, np.float32)})
+    b = Result(np.array(1.0, np.float32), {"input": np.array([0, -0.0, 0], np.float32)})
+    assert _disagreement(a, a) == ""
+    assert _disagreement(a, b).startswith("gradients of input")
+    c = Result(np.array(1.0, np.float64), {"input": np.zeros(3, np.float32)})
+    assert _disagreement(a, c).startswith("values")
+
+
+def test_same_call_gives_the_same_bits_with_or_without_gradients():
+    call = Call("module", "cpu", "bfloat16", X, Y, W, P, "mean", ("input",))
+    first, second = BACKEND.run(call), BACKEND.run(call)
+    bare = BACKEND.run(Call("module", *_rest(call)[:-1], ()))
+    assert first.value.tobytes() == second.value.tobytes() == bare.value.tobytes()
+    assert first.grads["input"].tobytes() == second.grads["input"].tobytes()
+
+
+def test_zero_dim_input_stays_zero_dim():
+    result = BACKEND.run(Call("functional", "cpu", "float32", np.array(1.0), np.array(1.0),
+                              reduction="none", grads=("input",)))
+    assert result.value.shape == () and result.grads["input"].shape == ()
+
+
+def test_absent_device_is_unsupported():
+    if "cuda:7" in BACKEND.devices():
+        pytest.skip("this machine has a cuda:7")
+    with pytest.raises(Unsupported, match="'cuda:7' is not present"):
+        BACKEND.run(Call("functional", "cuda:7", "float32", X, Y))
+
+
+def test_gradient_of_an_absent_argument_is_a_caller_error():
+    with pytest.raises(ValueError, match=r"call\.weight is None"):
+        BACKEND.run(Call("functional", "cpu", "float32", X, Y, grads=("weight",)))
