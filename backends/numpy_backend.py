@@ -13,8 +13,11 @@ autodiff system would do). The report shows where that breaks: saturation at
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
+from backends._common import literals, too_large
 from harness.dtypes import numpy_dtype
 from harness.protocol import DTYPES, Call, Result
 
@@ -85,6 +88,70 @@ class NumpyBackend:
                     else g * dt.type(scale)
                 grads[name] = _sum_to_shape(g, np.shape(arg)).astype(arg.dtype)
         return Result(value=value, grads=grads)
+
+    def snippet(self, call: Call) -> str:
+        """A numpy-only program doing what `run` does: its helpers inlined, value and gradients.
+
+        The harness's own argument checks (`run`'s ValueErrors) are made here
+        instead, so an invalid call gets the generic reproduction.
+        """
+        if call.reduction not in ("none", "mean", "sum"):
+            raise ValueError(f"{call.reduction} is not a valid value for reduction")
+        if np.shape(call.input) != np.shape(call.target):
+            raise ValueError(f"Target size ({np.shape(call.target)}) must be the same as input "
+                             f"size ({np.shape(call.input)})")
+        _check_broadcast(np.shape(call.input), call.weight, "weight")
+        _check_broadcast(np.shape(call.input), call.pos_weight, "pos_weight")
+        if call.implementation not in ("formula", "naive"):
+            raise ValueError(f"unknown implementation {call.implementation!r}")
+        return _snippet(call)
+
+
+def _snippet(call: Call) -> str:
+    values = literals(call)
+    names = [call.dtype, *(call.dtype_of(n) for n in ARGS)]
+    lines = ["import numpy as np"] + (["import ml_dtypes"] if "bfloat16" in names else [])
+    if values is None:
+        return "\n".join([*lines, "", *too_large()])
+    helpers = [_softplus, _sigmoid, _times, _formula, _nan_where_input_nan] \
+        if call.implementation == "formula" else [_naive]
+    helpers.append(_reduce)
+    if call.grads:
+        helpers.append(_sum_to_shape)
+    for helper in helpers:
+        lines += ["", "", inspect.getsource(helper).rstrip()]
+    lines += ["", "", "args = {"]
+    lines += [f"    {name!r}: np.array({source}, dtype={_dtype(dtype)}),"
+              for name, (source, dtype) in values.items()]
+    lines += ["}",
+              "dt = np.result_type(*[a for a in args.values() if a.dtype.kind == 'f']",
+              f"                    or [np.dtype({_dtype(call.dtype)})])",
+              "x = args['input'].astype(dt)",
+              "y = args['target'].astype(dt)",
+              "w = args['weight'].astype(dt)" if "weight" in values else "w = None",
+              "p = args['pos_weight'].astype(dt)" if "pos_weight" in values else "p = None",
+              "with np.errstate(all='ignore'):",
+              f"    elementwise, partials = _{call.implementation}(x, y, w, p)",
+              f"    value = _reduce(elementwise, {call.reduction!r})",
+              "    print('value', value.astype('float64').tolist())",
+              "    print('dtype', value.dtype.name)"]
+    if call.grads:
+        scale = "1.0 / x.size if x.size else 1.0" if call.reduction == "mean" else "1.0"
+        lines += [f"    scale = {scale}",
+                  f"    for name in {list(call.grads)!r}:",
+                  "        g = partials[name]",
+                  "        if dt.itemsize == 2:  # 16-bit: scaled in float32",
+                  "            g = (g.astype(np.float32) * np.float32(scale)).astype(dt)",
+                  "        else:",
+                  "            g = g * dt.type(scale)",
+                  "        g = _sum_to_shape(g, np.shape(args[name])).astype(args[name].dtype)",
+                  "        print('grad ' + name, g.astype('float64').tolist())"]
+    return "\n".join(lines) + "\n"
+
+
+def _dtype(name: str) -> str:
+    """Source for the numpy dtype `name` in a snippet."""
+    return "ml_dtypes.bfloat16" if name == "bfloat16" else repr(name)
 
 
 def _cast(values: np.ndarray | None, name: str) -> np.ndarray | None:
@@ -170,7 +237,7 @@ def _reduce(elementwise: np.ndarray, reduction: str) -> np.ndarray:
     if reduction == "none":
         return elementwise
     dt = elementwise.dtype
-    acc = np.float32 if dt.itemsize == 2 else dt
+    acc = np.float32 if dt.itemsize == 2 else dt.type
     total = np.sum(elementwise, dtype=acc)
     if reduction == "mean":
         total = total / acc(elementwise.size) if elementwise.size else acc(np.nan)
@@ -181,7 +248,7 @@ def _sum_to_shape(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Sum a gradient over the dimensions its argument was broadcast along."""
     if g.shape == tuple(shape):
         return g
-    acc = np.float32 if g.dtype.itemsize == 2 else g.dtype
+    acc = np.float32 if g.dtype.itemsize == 2 else g.dtype.type
     lead = g.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(
         lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1)

@@ -39,3 +39,25 @@ class Hanging(NumpyBackend):
 
 
 BACKENDS = [Aborting, Hanging]
+
+
+class TwoDevices(NumpyBackend):
+    """numpy on "cpu", and on a pretend accelerator "fake:0" whose float32 results are
+    one ulp off: the harness must compare the two devices and say how far apart."""
+
+    name = "two-devices"
+
+    def devices(self) -> list[str]:
+        return ["cpu", "fake:0"]
+
+    def implementations(self) -> list[str]:
+        return ["formula"]
+
+    def run(self, call: Call) -> Result:
+        import numpy as np
+
+        result = super().run(call)
+        if call.device == "fake:0":
+            v = np.asarray(result.value)
+            result.value = np.nextafter(v, np.asarray(np.inf, dtype=v.dtype)).astype(v.dtype)
+        return result

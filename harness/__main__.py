@@ -1,0 +1,199 @@
+"""Command line: `python -m harness report | backends | cases` (CONTRACT §1).
+
+Exit codes, for every command: 0 nothing unexpected; 1 at least one fail or error no
+known entry covers; 2 bad usage or bad input, with a one-paragraph message that
+names the file, the line and the fix, and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.protocol import DTYPES
+
+DEFAULT_OUT = Path("reports/latest")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors end like every other bad input: one paragraph, exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"error: {message}. Run `python -m harness {self.prog.split()[-1]} "
+                         "--help` for the options.\n")
+        raise SystemExit(2)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m harness",
+                description="Conformance of binary cross-entropy with logits across frameworks.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    r = sub.add_parser("report", help="run backends over the cases, write report.json/html")
+    r.add_argument("--backend", action="append", default=[], metavar="NAME",
+                   help="only this backend (repeatable)")
+    r.add_argument("--plugin", action="append", default=[], metavar="MODULE:ATTR",
+                   help="load a backend class, instance or list (repeatable)")
+    r.add_argument("--cases", action="append", default=[], metavar="PATH",
+                   help="case file or folder (repeatable; default: the shipped cases/)")
+    r.add_argument("--examples", type=int, default=None, metavar="N",
+                   help="Hypothesis-generated cases on top of the YAML ones")
+    r.add_argument("--seed", type=int, default=0, metavar="S", help="seed for --examples")
+    r.add_argument("--device", action="append", default=[], metavar="NAME",
+                   help="only this device, e.g. cpu or cuda:0 (repeatable)")
+    r.add_argument("--dtype", action="append", default=[], metavar="NAME", choices=DTYPES,
+                   help="only this dtype (repeatable)")
+    r.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
+                   help=f"where report.json and report.html go (default {DEFAULT_OUT})")
+    r.add_argument("--known", type=Path, default=None, metavar="FILE",
+                   help="known-discrepancy list (default: cases/known.yaml)")
+    r.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
+                   help="per-call limit before a backend's worker is killed (default 120)")
+    r.add_argument("--jobs", type=int, default=0, metavar="N",
+                   help="backends run at once (default: all, each in its own process)")
+    r.add_argument("--quiet", action="store_true", help="print only the final summary line")
+
+    b = sub.add_parser("backends", help="list every backend found, available or why not")
+    b.add_argument("--plugin", action="append", default=[], metavar="MODULE:ATTR")
+    b.add_argument("--json", action="store_true", help="machine-readable output")
+
+    c = sub.add_parser("cases", help="validate case files and list the cases they expand to")
+    c.add_argument("paths", nargs="*", metavar="PATH")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from harness.cases import CaseFileError
+    from harness.registry import UsageError
+
+    args = _parser().parse_args(argv)
+    try:
+        return {"report": cmd_report, "backends": cmd_backends, "cases": cmd_cases}[
+            args.command](args)
+    except (UsageError, CaseFileError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+
+
+def _load_cases(paths: list[str]) -> list[Any]:
+    from harness.cases import load_cases
+    from harness.registry import UsageError
+
+    for p in paths:
+        if not Path(p).exists():
+            raise UsageError(f"{p}: no such file or folder. Give a case file (.yaml) or a folder "
+                             "of them; the shipped cases are in cases/.")
+    return load_cases(paths or None)
+
+
+def cmd_cases(args: argparse.Namespace) -> int:
+    from harness.runner import expand
+
+    cases = _load_cases(args.paths)
+    for case in cases:
+        shape = "×".join(map(str, case.input.shape)) or "0-d"
+        extra = f" raises {'|'.join(case.raises)}" if case.raises else ""
+        trials = len(case.dtypes) * len(case.reductions)
+        print(f"{case.name:48s} {shape:>12s}  {trials:2d} trials  {case.source}{extra}")
+    print(f"{len(cases)} cases, {len(expand(cases))} trials (case × dtype × reduction): all valid")
+    return 0
+
+
+def cmd_backends(args: argparse.Namespace) -> int:
+    from harness.registry import discover
+
+    infos = [loaded.info() for loaded in discover(args.plugin)]
+    if args.json:
+        print(json.dumps(infos, indent=1))
+        return 0
+    for info in infos:
+        if info["availability"]:
+            print(f"{info['name']}: unavailable — {info['availability']}")
+            continue
+        versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
+        print(f"{info['name']}: available ({versions})")
+        print(f"  devices: {', '.join(info['devices'])}")
+        print(f"  dtypes: {', '.join(info['dtypes'])}")
+        for impl in info["implementations"]:
+            desc = info["descriptions"].get(impl, "")
+            print(f"  - {impl}" + (f": {desc}" if desc else ""))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness import known, report
+    from harness.registry import UsageError, discover, select
+    from harness.runner import RunOptions, expand, run_isolated
+
+    started = time.monotonic()
+    cases = _load_cases(args.cases)
+    if args.examples:
+        from harness.strategies import generate_cases
+
+        cases = cases + generate_cases(args.examples, args.seed)
+    entries = known.load(args.known if args.known else known.SHIPPED_KNOWN)
+    chosen = select(discover(args.plugin), args.backend)
+    trials = expand(cases, args.dtype)
+    if not trials:
+        raise UsageError("the selection leaves no trial to run (check --cases and --dtype).")
+    opts = RunOptions(devices=tuple(args.device), dtypes=tuple(args.dtype),
+                      timeout=args.timeout, jobs=args.jobs)
+    sink = report.Sink(args.out)
+    infos: dict[str, dict[str, Any]] = {}
+    say = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    say(f"{len(cases)} cases → {len(trials)} trials; backends: "
+        f"{', '.join(c.name for c in chosen)}")
+    last: dict[str, float] = {}
+
+    def progress(name: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done in (0, total) or now - last.get(name, 0) > 5:
+            last[name] = now
+            say(f"  {name}: {done}/{total} calls")
+
+    interrupted = False
+    stats: dict[str, Any] = {}
+    try:
+        stats = run_isolated(chosen, trials, opts, entries,
+                             on_records=lambda name, recs: sink.add(recs),
+                             on_info=lambda info: infos.__setitem__(info["name"], info),
+                             on_progress=progress)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        sink.close(keep=interrupted)
+    backends = [infos.get(c.name) or c.info() for c in chosen]
+    run = {"interrupted": interrupted, "seconds": round(time.monotonic() - started, 2),
+           "cases": len(cases), "trials": len(trials), "per_backend": stats,
+           "argv": sys.argv[1:], "seed": args.seed, "examples": args.examples or 0}
+    doc = report.build(backends, sink.results, run, report.case_index(cases))
+    json_path, html_path = report.write(doc, args.out)
+    s = doc["summary"]
+    code = report.exit_code(sink.results)
+    print(f"{len(sink.results)} results: " + ", ".join(f"{k} {v}" for k, v in s.items() if v)
+          + f" → {json_path} and {html_path}")
+    for name, st in stats.items():
+        say(f"  {name}: {st['calls']} calls in {st['seconds']} s")
+    if interrupted:
+        print("interrupted: the report holds what finished", file=sys.stderr)
+        return 130
+    if code and not args.quiet:
+        bad = [r for r in sink.results if r["status"] in report.UNEXPECTED]
+        for r in bad[:10]:
+            print(f"  {r['status'].upper()} {r['backend']}/{r['implementation']}@{r['device']} "
+                  f"{r['dtype']} {r['case']} [{r.get('reduction')}] {r['check']}: "
+                  f"{r['message'][:200]}", file=sys.stderr)
+        if len(bad) > 10:
+            print(f"  … and {len(bad) - 10} more in {json_path}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(main())

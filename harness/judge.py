@@ -1,0 +1,315 @@
+"""From one call's outcome and the reference to the report's result records.
+
+A call yields several checks (CONTRACT §4): `shape`, `dtype`, `value`, one
+`grad.<name>` per gradient asked for, or a single `raises` check when the case
+expects an error. Each record is a plain JSON-ready dict, so the runner can stream
+records to disk the moment a call finishes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from harness import compare
+from harness.dtypes import dtype_name, promote
+from harness.protocol import Call, Result, Unsupported
+
+
+@dataclass(frozen=True)
+class Raised:
+    """A backend raised something other than Unsupported: its type, bases and message."""
+
+    type: str
+    bases: tuple[str, ...]
+    message: str
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> Raised:
+        bases = tuple(k.__name__ for k in type(exc).__mro__)
+        message = str(exc).strip().splitlines()
+        return cls(type(exc).__name__, bases, " ".join(message)[:2000])
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}" if self.message else self.type
+
+
+Outcome = Result | Raised | Unsupported
+
+
+def fnum(x: Any) -> Any:
+    """A float for JSON: finite numbers as numbers, the rest as 'nan' / 'inf' / '-inf'."""
+    if x is None:
+        return None
+    v = float(x)
+    if np.isnan(v):
+        return "nan"
+    if np.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return v
+
+
+def _elem(arr: np.ndarray | None, index: tuple[int, ...], shape: tuple[int, ...]) -> Any:
+    """The value of a (possibly broadcast) argument at an element of the input's shape."""
+    if arr is None:
+        return None
+    a = np.broadcast_to(np.asarray(arr, dtype=np.float64), shape)
+    return fnum(a[index])
+
+
+SMALL = 16  # results this small carry every value, for the report's edge-case tables
+PROFILE_POINTS = 600  # a sweep's error profile is thinned to this many points
+
+
+def judge(call: Call, outcome: Outcome, expected: dict | Exception, raises: tuple[str, ...],
+          base: dict[str, Any], profile: bool = False) -> list[dict[str, Any]]:
+    """Records for one call. `expected` is reference.evaluate's output, or the
+    exception the reference raised for these arguments; `base` carries the fields
+    every record shares (backend, implementation, device, dtype, case, reduction...).
+    With `profile`, elementwise checks also carry the error at every input value
+    (thinned), for the report's "ulp error against the logit" plots."""
+    def record(check: str, status: str, message: str = "", **extra: Any) -> dict[str, Any]:
+        return {**base, "check": check, "status": status, "message": message, **extra}
+
+    if raises:
+        return [_judge_raises(outcome, raises, record)]
+    if isinstance(outcome, Unsupported):
+        return [record("value", "unsupported", outcome.reason)]
+    if isinstance(outcome, Raised):
+        return [record("value", "error", str(outcome))]
+    if isinstance(expected, Exception):
+        return [record("value", "error",
+                       f"the reference refuses these arguments ({expected}); the case should "
+                       "declare `raises:`")]
+    return _judge_result(call, outcome, expected, record, profile)
+
+
+def determinism(first: Outcome, second: Outcome, base: dict[str, Any]) -> dict[str, Any]:
+    """Did the same call, repeated, give the same bits? If not, by how much it wobbles.
+
+    Only results are compared; an exception or Unsupported both times is consistent.
+    Bitwise, because "close" is what the other checks are for: here any difference
+    means the framework's answer depends on something other than its inputs
+    (thread scheduling, atomics, autotuning).
+    """
+    rec = {**base, "check": "determinism"}
+    if not isinstance(first, Result) or not isinstance(second, Result):
+        same = type(first) is type(second)
+        return {**rec, "status": "pass" if same else "fail",
+                "message": "both runs ended the same way" if same else
+                f"first run: {type(first).__name__}, second: {type(second).__name__}"}
+    worst, where = 0.0, ""
+    pairs = [("value", first.value, second.value)]
+    pairs += [(f"grad.{k}", v, second.grads.get(k)) for k, v in first.grads.items()
+              if isinstance(v, np.ndarray)]
+    for name, a, b in pairs:
+        a, b = np.asarray(a), np.asarray(b)
+        if a.shape != b.shape or a.dtype != b.dtype:
+            return {**rec, "status": "fail", "message": f"{name}: shape or dtype changed"}
+        if a.tobytes() == b.tobytes():
+            continue
+        from harness.compare import ulp_distance
+        from harness.dtypes import FORMATS
+
+        fmt = FORMATS.get(_safe_dtype_name(a.dtype), FORMATS["float64"])
+        with np.errstate(all="ignore"):
+            d = ulp_distance(b.astype(np.float64), a.astype(np.float64), fmt)
+        d = np.where(np.isnan(a.astype(np.float64)) & np.isnan(b.astype(np.float64)), 0, d)
+        if d.max(initial=0) >= worst:
+            worst, where = float(d.max(initial=0)), name
+    if not where:
+        return {**rec, "status": "pass", "message": "bitwise identical when repeated"}
+    return {**rec, "status": "fail", "kind": "nondeterministic", "max_ulp": fnum(worst),
+            "message": f"repeating the call changes {where} by up to {worst:.3g} ulp"}
+
+
+def across_devices(cpu: Outcome, other: Outcome, expected: dict | Exception, dtype: str,
+                   base: dict[str, Any]) -> list[dict[str, Any]]:
+    """How far an accelerator's answer is from the same backend's CPU answer.
+
+    Both are already judged against the reference; this check answers the porting
+    question "will my model behave the same on the GPU?", in ulps of the format,
+    with the same allowance the reference comparison uses.
+    """
+    rec = {**base, "check": "vs-cpu"}
+    if not isinstance(cpu, Result) or not isinstance(other, Result) or isinstance(
+            expected, Exception):
+        return []
+    out = []
+    pairs = [("value", cpu.value, other.value)]
+    pairs += [(f"grad.{k}", v, other.grads.get(k)) for k, v in cpu.grads.items()
+              if isinstance(v, np.ndarray) and isinstance(other.grads.get(k), np.ndarray)]
+    worst, where, allowed, ok = 0.0, "value", 0.0, True
+    for name, a, b in pairs:
+        a, b = np.asarray(a), np.asarray(b)
+        ref = expected.get(name)
+        if ref is None or a.shape != b.shape or a.shape != ref.value.shape:
+            continue
+        with np.errstate(all="ignore"):
+            d = compare.compare(b.astype(np.float64), a.astype(np.float64), ref.cond,
+                                ref.spread, ref.terms, compare.coarser(dtype, a.dtype))
+        if d.ulps.size and float(d.ulps.max()) >= worst:
+            i = compare.worst_index(d)
+            worst, where, allowed = float(d.ulps.max()), name, float(d.allowance[i])
+        ok &= d.passed
+    msg = (f"{base['device']} and cpu agree bit for bit" if worst == 0 else
+           f"{base['device']} differs from cpu by up to {worst:.3g} ulp in {where}")
+    out.append({**rec, "status": "pass" if ok else "fail", "message": msg,
+                "max_ulp": fnum(worst), "allowance": fnum(allowed), "worst": None})
+    return out
+
+
+def _judge_raises(outcome: Outcome, raises: tuple[str, ...], record) -> dict[str, Any]:
+    wanted = " or ".join(raises)
+    if isinstance(outcome, Unsupported):
+        return record("raises", "unsupported", outcome.reason)
+    if isinstance(outcome, Raised):
+        if set(outcome.bases) & set(raises):
+            return record("raises", "pass", f"raised {outcome}")
+        return record("raises", "fail", f"raised {outcome}; the case expects {wanted}",
+                      kind="wrong-error")
+    shape = tuple(np.shape(outcome.value))
+    return record("raises", "fail",
+                  f"returned a value of shape {shape} where {wanted} was expected: the "
+                  "framework silently accepted invalid arguments (broadcast or cast)",
+                  kind="silent-accept")
+
+
+def _expected_dtype(call: Call) -> str:
+    names = [call.dtype_of("input"), call.dtype_of("target")]
+    names += [call.dtype_of(n) for n in ("weight", "pos_weight") if getattr(call, n) is not None]
+    return promote(names)
+
+
+def _judge_result(call: Call, result: Result, expected: dict, record,
+                  profile: bool) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = []
+    value = np.asarray(result.value)
+    want_dtype = _expected_dtype(call)
+    ref_value = expected["value"]
+
+    # shape: the value's and every returned gradient's
+    problems = []
+    if value.shape != ref_value.value.shape:
+        problems.append(f"value has shape {value.shape}, expected {ref_value.value.shape}")
+    for name in call.grads:
+        g = result.grads.get(name)
+        ref = expected.get(f"grad.{name}")
+        if isinstance(g, np.ndarray) and ref is not None and g.shape != ref.value.shape:
+            problems.append(f"grad.{name} has shape {g.shape}, expected {ref.value.shape}")
+    records.append(record("shape", "fail" if problems else "pass", "; ".join(problems)))
+
+    # dtype: the value in the promoted dtype, each gradient in its argument's dtype
+    problems = []
+    got_name = _safe_dtype_name(value.dtype)
+    if got_name != want_dtype:
+        problems.append(f"value is {got_name}, expected {want_dtype}")
+    for name in call.grads:
+        g = result.grads.get(name)
+        if isinstance(g, np.ndarray):
+            arg_dtype = call.dtype_of(name)
+            if _safe_dtype_name(g.dtype) != arg_dtype:
+                problems.append(f"grad.{name} is {_safe_dtype_name(g.dtype)}, expected {arg_dtype}")
+    records.append(record("dtype", "fail" if problems else "pass", "; ".join(problems)))
+
+    records.append(_judge_quantity(call, "value", value, ref_value, want_dtype, record, profile))
+    for name in call.grads:
+        ref = expected.get(f"grad.{name}")
+        if ref is None:
+            continue
+        g = result.grads.get(name)
+        check = f"grad.{name}"
+        if isinstance(g, Unsupported):
+            records.append(record(check, "unsupported", g.reason))
+        elif g is None:
+            records.append(record(check, "error", f"the backend returned no gradient for {name}"))
+        else:
+            records.append(_judge_quantity(call, check, np.asarray(g), ref, call.dtype_of(name),
+                                           record, profile))
+    return records
+
+
+def _safe_dtype_name(dt: np.dtype) -> str:
+    try:
+        return dtype_name(dt)
+    except TypeError:
+        return str(dt)
+
+
+def _judge_quantity(call: Call, check: str, got: np.ndarray, ref, want_dtype: str,
+                    record, profile: bool = False) -> dict[str, Any]:
+    if got.shape != ref.value.shape:
+        return record(check, "skipped", "not compared: the shape differs (see the shape check)")
+    if got.dtype.kind not in "fc" and _safe_dtype_name(got.dtype) != "bfloat16":
+        return record(check, "fail", f"the result is not floating point ({got.dtype})",
+                      max_ulp=None, worst=None)
+    measured = compare.coarser(want_dtype, got.dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        got64 = got.astype(np.float64)
+    dist = compare.compare(got64, ref.value, ref.cond, ref.spread, ref.terms, measured)
+    passed = dist.passed
+    extra: dict[str, Any] = {"measured_in": measured, "elements": int(got.size)}
+    if got.size == 0:
+        return record(check, "pass", "empty result", max_ulp=0.0, allowance=None, worst=None,
+                      **extra)
+    idx = compare.worst_index(dist)
+    worst = {
+        "index": list(idx),
+        "expected": fnum(ref.value[idx]),
+        "got": fnum(got64[idx]),
+        "ulp": fnum(dist.ulps[idx]),
+        "allowance": fnum(dist.allowance[idx]),
+        "cond": fnum(ref.cond[idx]),
+        "inputs": _worst_inputs(call, check, idx),
+    }
+    if got.size <= SMALL:
+        extra["values"] = {"got": [fnum(v) for v in got64.reshape(-1)],
+                           "expected": [fnum(v) for v in ref.value.reshape(-1)]}
+    if profile and got.shape == np.shape(call.input) and got.ndim == 1 and got.size > SMALL:
+        step = max(1, got.size // PROFILE_POINTS)
+        extra["profile"] = {
+            "x": [fnum(v) for v in np.asarray(call.input, dtype=np.float64)[::step]],
+            "ulp": [fnum(v) for v in dist.ulps[::step]],
+            "allowance": [fnum(v) for v in dist.allowance[::step]]}
+    max_ulp = float(np.max(dist.ulps))
+    n_bad = int(np.count_nonzero(dist.ulps > dist.allowance))
+    if passed:
+        message = f"max {_fmt_ulp(max_ulp)} ulp ({measured})"
+    else:
+        message = (f"{n_bad} of {got.size} element(s) beyond the allowance; worst at {list(idx)}: "
+                   f"got {worst['got']}, expected {worst['expected']} "
+                   f"({_fmt_ulp(dist.ulps[idx])} ulp > {_fmt_ulp(dist.allowance[idx])} allowed)")
+    return record(check, "pass" if passed else "fail", message, max_ulp=fnum(max_ulp),
+                  allowance=fnum(dist.allowance[idx]), cond=fnum(ref.cond[idx]), worst=worst,
+                  **extra)
+
+
+def _worst_inputs(call: Call, check: str, idx: tuple[int, ...]) -> dict[str, Any]:
+    """The arguments at the worst element, when that element is one element of the input.
+
+    For a reduced value or a broadcast parameter's gradient the worst element is a
+    sum over many; the inputs are then described by their shapes.
+    """
+    shape = np.shape(call.input)
+    target_shape = {"value": None, "grad.input": shape, "grad.target": shape,
+                    "grad.weight": np.shape(call.weight) if call.weight is not None else None,
+                    "grad.pos_weight": (np.shape(call.pos_weight)
+                                        if call.pos_weight is not None else None)}[check]
+    elementwise = (check in ("grad.input", "grad.target")
+                   or (check == "value" and call.reduction == "none")
+                   or (target_shape == shape))
+    if elementwise and len(idx) == len(shape):
+        return {name: _elem(getattr(call, name), idx, shape)
+                for name in ("input", "target", "weight", "pos_weight")}
+    return {name: (None if getattr(call, name) is None
+                   else f"array of shape {list(np.shape(getattr(call, name)))}")
+            for name in ("input", "target", "weight", "pos_weight")}
+
+
+def _fmt_ulp(x: float) -> str:
+    x = float(x)
+    if not np.isfinite(x):
+        return str(x)
+    return f"{x:.3g}"

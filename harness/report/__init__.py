@@ -1,0 +1,117 @@
+"""The report: one JSON document (CONTRACT §4) and an HTML page made from it.
+
+The JSON is the product; the HTML is a view of it. Records stream to
+`results.partial.jsonl` while a run goes, so a run that is killed still leaves
+every finished result on disk; the final `report.json` is validated against the
+shipped schema before it is written, so consumers can trust its shape.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from harness import __version__
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema" / "report.schema.json"
+STATUSES = ("pass", "fail", "error", "unsupported", "skipped", "known", "fixed")
+UNEXPECTED = ("fail", "error")
+
+
+def environment() -> dict[str, str]:
+    """Where the numbers came from: interpreter, OS and processor."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"python": sys.version.split()[0], "platform": platform.platform(),
+            "cpu": f"{cpu} ({os.cpu_count()} logical cores)", "harness": __version__}
+
+
+def summarize(results: list[dict[str, Any]]) -> dict[str, int]:
+    counts = Counter(r["status"] for r in results)
+    return {s: counts.get(s, 0) for s in STATUSES}
+
+
+def case_index(cases: list[Any]) -> dict[str, dict[str, Any]]:
+    """The report's `cases` section: what each case name stands for."""
+    return {c.name: {"source": c.source, "description": c.description, "tags": list(c.tags),
+                     "shape": list(c.input.shape), "raises": list(c.raises)} for c in cases}
+
+
+def build(backends: list[dict[str, Any]], results: list[dict[str, Any]],
+          run: dict[str, Any] | None = None,
+          cases: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The report document, in the order people read it."""
+    return {
+        "schema_version": 1,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "environment": environment(),
+        "backends": backends,
+        "summary": summarize(results),
+        "run": run or {},
+        "cases": cases or {},
+        "results": results,
+    }
+
+
+def schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+def validate(report: dict[str, Any]) -> None:
+    """Raise jsonschema.ValidationError if the report breaks the shipped schema."""
+    jsonschema.Draft202012Validator(schema()).validate(report)
+
+
+def exit_code(results: list[dict[str, Any]]) -> int:
+    """CONTRACT §1: 1 when any fail or error is not covered by a known entry."""
+    return 1 if any(r["status"] in UNEXPECTED for r in results) else 0
+
+
+class Sink:
+    """Appends each finished call's records to a JSON-lines file as they arrive."""
+
+    def __init__(self, out_dir: Path) -> None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.path = out_dir / "results.partial.jsonl"
+        self._fh = self.path.open("w", encoding="utf-8")
+        self.results: list[dict[str, Any]] = []
+
+    def add(self, records: list[dict[str, Any]]) -> None:
+        for r in records:
+            self._fh.write(json.dumps(r, allow_nan=False) + "\n")
+        self._fh.flush()
+        self.results.extend(records)
+
+    def close(self, keep: bool = False) -> None:
+        self._fh.close()
+        if not keep:
+            self.path.unlink(missing_ok=True)
+
+
+def write(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    """Validate, then write report.json and report.html into out_dir."""
+    from harness.report.html import render
+
+    validate(report)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / "report.json"
+    tmp = json_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    tmp.replace(json_path)
+    html_path = out_dir / "report.html"
+    html_path.write_text(render(report), encoding="utf-8")
+    return json_path, html_path

@@ -1,0 +1,73 @@
+"""Copy-pasteable reproductions: the most useful line of any failure report.
+
+Small arguments are written out literally, so the snippet runs anywhere the
+backend does; large ones are loaded from the case file by name. A backend may
+offer `snippet(call) -> str` that calls its framework directly; that is preferred,
+because it is what a framework maintainer can paste into their own bug tracker.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harness.protocol import Call
+
+LITERAL_LIMIT = 64
+
+
+def _literal(arr: np.ndarray | None) -> str:
+    if arr is None:
+        return "None"
+    a = np.asarray(arr, dtype=np.float64)
+
+    def one(v: float) -> str:
+        if np.isnan(v):
+            return "np.nan"
+        if np.isinf(v):
+            return "np.inf" if v > 0 else "-np.inf"
+        return repr(float(v))
+
+    def nested(x: np.ndarray) -> str:
+        if x.ndim == 0:
+            return one(float(x))
+        return "[" + ", ".join(nested(s) for s in x) + "]"
+
+    if a.size == 0:
+        return f"np.zeros({a.shape})"
+    return f"np.array({nested(a)})"
+
+
+def snippet(backend: object, spec: str, call: Call, case_name: str, source: str) -> str:
+    """Python that re-runs `call` on the backend and prints the reference beside it."""
+    hook = getattr(backend, "snippet", None)
+    if callable(hook):
+        try:
+            return str(hook(call))
+        except Exception:  # fall back to the generic snippet
+            pass
+    size = max(np.size(call.input), np.size(call.target))
+    lines = ["import numpy as np", "from harness import reference",
+             "from harness.protocol import Call", "from harness.registry import load_spec",
+             f"backend = load_spec({spec!r})"]
+    if size <= LITERAL_LIMIT:
+        args = {n: _literal(getattr(call, n)) for n in ("input", "target", "weight", "pos_weight")}
+    else:
+        path = source.rsplit(":", 1)[0]
+        lines += ["from harness.cases import load_cases",
+                  f"case = next(c for c in load_cases([{path!r}]) if c.name == {case_name!r})",
+                  f"a = case.materialize({call.dtype!r})"]
+        args = {n: f"a[{n!r}]" for n in ("input", "target", "weight", "pos_weight")}
+    lines += [
+        f"call = Call(implementation={call.implementation!r}, device={call.device!r}, "
+        f"dtype={call.dtype!r},",
+        f"            input={args['input']},",
+        f"            target={args['target']},",
+        f"            weight={args['weight']}, pos_weight={args['pos_weight']},",
+        f"            reduction={call.reduction!r}, grads={call.grads!r}"
+        + (f", arg_dtypes={call.arg_dtypes!r})" if call.arg_dtypes else ")"),
+        "result = backend.run(call)",
+        "print('got     ', result.value, result.grads)",
+        "print('expected', reference.loss(call.input, call.target, call.weight, "
+        "call.pos_weight, call.reduction))",
+    ]
+    return "\n".join(lines)

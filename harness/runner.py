@@ -1,0 +1,426 @@
+"""Driving backends over cases: trials, the reference, isolation, streaming.
+
+A *trial* is one case in one dtype with one reduction; the reference is evaluated
+once per trial and shared by every backend. Each backend runs in a worker process
+of its own, so a segfault, an abort or a hang in one framework costs that backend
+the call in flight (recorded as `error`, the worker restarted for the rest) and
+never the other backends' results. Records are handed to the caller the moment a
+call finishes, so an interrupted run keeps everything it finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+import numpy as np
+
+from harness import judge, known, reference
+from harness.cases import Case
+from harness.protocol import GRAD_NAMES, REDUCTIONS, Call, Result, Unsupported
+from harness.registry import Loaded, load_spec
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One case × dtype × reduction: the unit the reference is computed for."""
+
+    case: Case
+    dtype: str
+    reduction: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.case.name}|{self.dtype}|{self.reduction}"
+
+    @cached_property
+    def arrays(self) -> dict[str, np.ndarray | None]:
+        return self.case.materialize(self.dtype)
+
+    @property
+    def grads(self) -> tuple[str, ...]:
+        a = self.arrays
+        return tuple(g for g in self.case.grads if g in GRAD_NAMES and a.get(g) is not None)
+
+    def call(self, implementation: str, device: str) -> Call:
+        a = self.arrays
+        return Call(implementation=implementation, device=device, dtype=self.dtype,
+                    input=a["input"], target=a["target"], weight=a["weight"],
+                    pos_weight=a["pos_weight"], reduction=self.reduction, grads=self.grads,
+                    arg_dtypes=dict(self.case.arg_dtypes))
+
+
+def expand(cases: Iterable[Case], dtypes: Iterable[str] = ()) -> list[Trial]:
+    """Every trial of the cases, narrowed to `dtypes` when given."""
+    wanted = set(dtypes)
+    return [Trial(c, d, r) for c in cases for d in c.dtypes if not wanted or d in wanted
+            for r in c.reductions]
+
+
+class ReferenceCache:
+    """reference.evaluate per trial, computed once; an exception is a result too."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, dict | Exception] = {}
+
+    def get(self, trial: Trial) -> dict | Exception:
+        if trial.key not in self._cache:
+            a = trial.arrays
+            try:
+                self._cache[trial.key] = reference.evaluate(
+                    a["input"], a["target"], a["weight"], a["pos_weight"],
+                    reduction=trial.reduction, grads=trial.grads)
+            except (ValueError, TypeError) as exc:
+                self._cache[trial.key] = exc
+        return self._cache[trial.key]
+
+
+def execute(backend: Any, call: Call) -> tuple[judge.Outcome, float]:
+    """Run one call, turning every way it can end into an Outcome."""
+    start = time.perf_counter()
+    try:
+        out: judge.Outcome = backend.run(call)
+        if not isinstance(out, Result):
+            out = judge.Raised("TypeError", ("TypeError",),
+                               f"run() returned {type(out).__name__}, not harness.protocol.Result")
+    except Unsupported as exc:
+        out = Unsupported(exc.reason)
+    except Exception as exc:
+        out = judge.Raised.from_exception(exc)
+    return out, time.perf_counter() - start
+
+
+def base_fields(backend: str, implementation: str, device: str, trial: Trial) -> dict[str, Any]:
+    return {"backend": backend, "implementation": implementation, "device": device,
+            "dtype": trial.dtype, "case": trial.case.name, "reduction": trial.reduction,
+            "source": trial.case.source}
+
+
+REPEAT_FROM = 1024  # calls with this many elements or more run twice (determinism check)
+
+
+def repeats(trial: Trial) -> bool:
+    """Whether a call is run twice: large inputs, where reduction order can vary."""
+    return np.size(trial.arrays["input"]) >= REPEAT_FROM and not trial.case.raises
+
+
+def records_for(backend_name: str, implementation: str, device: str, trial: Trial,
+                outcome: judge.Outcome, duration: float, refs: ReferenceCache,
+                entries: list[known.Entry],
+                again: judge.Outcome | None = None) -> list[dict[str, Any]]:
+    """Judge one finished call (and its repetition, if any); apply the known list."""
+    call = trial.call(implementation, device)
+    base = base_fields(backend_name, implementation, device, trial)
+    base["duration_s"] = round(duration, 6)
+    profile = "sweep" in trial.case.tags and trial.reduction == "none"
+    recs = judge.judge(call, outcome, refs.get(trial), tuple(trial.case.raises), base, profile)
+    if again is not None:
+        recs.append(judge.determinism(outcome, again, base))
+    return known.apply(recs, entries)
+
+
+def run_inprocess(backend: Any, trial: Trial, implementation: str, device: str,
+                  refs: ReferenceCache, entries: list[known.Entry]) -> list[dict[str, Any]]:
+    """One call in this process (the pytest conformance suite uses this)."""
+    call = trial.call(implementation, device)
+    outcome, duration = execute(backend, call)
+    again = execute(backend, call)[0] if repeats(trial) else None
+    return records_for(backend.name, implementation, device, trial, outcome, duration, refs,
+                       entries, again)
+
+
+# ---------------------------------------------------------------- isolation ----
+
+@dataclass(frozen=True)
+class Task:
+    """One call for a worker: indices into the trial list keep the messages small."""
+
+    id: int
+    trial: int
+    implementation: str
+    device: str
+
+
+def _worker_main(spec: str, conn: Connection) -> None:  # pragma: no cover - runs in a child
+    """Load the backend, report what it offers, then run tasks as they are sent."""
+    try:
+        backend = load_spec(spec)
+        info = Loaded(backend.name, spec, spec, backend).info()
+    except Exception as exc:
+        conn.send(("fatal", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"))
+        return
+    conn.send(("info", info))
+    trials: list[Trial] = conn.recv()
+    while True:
+        batch = conn.recv()
+        if batch is None:
+            break
+        for task in batch:
+            conn.send(("start", task.id))
+            trial = trials[task.trial]
+            call = trial.call(task.implementation, task.device)
+            outcome, duration = execute(backend, call)
+            again = execute(backend, call)[0] if repeats(trial) else None
+            conn.send(("done", task.id, outcome, duration, again))
+        conn.send(("idle",))
+
+
+@dataclass
+class Worker:
+    """Parent-side state of one backend's worker process."""
+
+    loaded: Loaded
+    process: Any = None
+    conn: Connection | None = None
+    info: dict[str, Any] | None = None
+    pending: list[Task] = field(default_factory=list)
+    current: int | None = None
+    deadline: float = 0.0
+    restarts: int = 0
+    done: bool = False
+    started_at: float = 0.0
+    busy_s: float = 0.0
+    calls: int = 0
+    total: int = 0
+
+
+class DevicePairs:
+    """Holds each call's outcome until its CPU twin (or accelerator twin) arrives.
+
+    When a backend offers several devices, the same call runs on each; once both
+    the CPU result and another device's result are in, they are compared and the
+    CPU result is kept only as long as other devices may still need it.
+    """
+
+    def __init__(self, refs: ReferenceCache, entries: list[known.Entry]) -> None:
+        self.refs = refs
+        self.entries = entries
+        self._held: dict[tuple[str, str, int], dict[str, judge.Outcome]] = {}
+
+    def add(self, backend: str, task: Task, trial: Trial,
+            outcome: judge.Outcome) -> list[dict[str, Any]]:
+        key = (backend, task.implementation, task.trial)
+        held = self._held.setdefault(key, {})
+        held[task.device] = outcome
+        if "cpu" not in held:
+            return []
+        cpu = held["cpu"]
+        out: list[dict[str, Any]] = []
+        for device in [d for d in held if d != "cpu"]:
+            base = base_fields(backend, task.implementation, device, trial)
+            recs = judge.across_devices(cpu, held.pop(device), self.refs.get(trial),
+                                        trial.dtype, base)
+            out.extend(known.apply(recs, self.entries))
+        return out
+
+
+@dataclass
+class RunOptions:
+    devices: tuple[str, ...] = ()
+    dtypes: tuple[str, ...] = ()
+    timeout: float = 120.0  # seconds one call may take before its worker is killed
+    startup_timeout: float = 300.0  # importing a framework on a busy machine is slow
+    jobs: int = 0  # concurrent workers; 0 = one per backend
+    max_restarts: int = 3
+
+
+def plan(info: dict[str, Any], trials: list[Trial], opts: RunOptions) -> list[Task]:
+    """The calls one backend will make, from what it says it offers."""
+    if info.get("availability") is not None:
+        return []
+    devices = [d for d in info["devices"] if not opts.devices or d in opts.devices]
+    dtypes = set(info["dtypes"])
+    tasks: list[Task] = []
+    for i, trial in enumerate(trials):
+        if trial.dtype not in dtypes:
+            continue
+        for impl in info["implementations"]:
+            for dev in devices:
+                tasks.append(Task(len(tasks), i, impl, dev))
+    return tasks
+
+
+def run_isolated(backends: list[Loaded], trials: list[Trial], opts: RunOptions,
+                 entries: list[known.Entry],
+                 on_records: Callable[[str, list[dict[str, Any]]], None],
+                 on_info: Callable[[dict[str, Any]], None] = lambda info: None,
+                 on_progress: Callable[[str, int, int], None] = lambda name, done, total: None,
+                 ) -> dict[str, dict[str, Any]]:
+    """Run every backend in its own process; returns per-backend run statistics."""
+    ctx = mp.get_context("spawn")
+    refs = ReferenceCache()
+    devices = DevicePairs(refs, entries)
+    workers = [Worker(b) for b in backends]
+    queue = list(workers)
+    active: list[Worker] = []
+    limit = opts.jobs or len(workers)
+    stats: dict[str, dict[str, Any]] = {}
+
+    def start(w: Worker) -> None:
+        parent, child = ctx.Pipe()
+        w.process = ctx.Process(target=_worker_main, args=(w.loaded.spec, child), daemon=True)
+        w.process.start()
+        child.close()
+        w.conn = parent
+        w.current = None
+        w.deadline = time.monotonic() + opts.startup_timeout
+        if not w.started_at:
+            w.started_at = time.monotonic()
+
+    def finish(w: Worker) -> None:
+        w.done = True
+        if w.conn is not None:
+            with contextlib.suppress(OSError, BrokenPipeError):
+                w.conn.send(None)
+        if w.process is not None:
+            w.process.join(timeout=5)
+            if w.process.is_alive():
+                w.process.kill()
+        stats[w.loaded.name] = {"calls": w.calls, "seconds": round(time.monotonic()
+                                                                    - w.started_at, 3),
+                                "restarts": w.restarts}
+        if w in active:
+            active.remove(w)
+
+    def record_outcome(w: Worker, task: Task, outcome: judge.Outcome, duration: float,
+                       again: judge.Outcome | None = None) -> None:
+        trial = trials[task.trial]
+        recs = records_for(w.loaded.name, task.implementation, task.device, trial, outcome,
+                           duration, refs, entries, again)
+        w.calls += 1
+        on_records(w.loaded.name, recs)
+        ran_on = [d for d in (w.info or {}).get("devices", [])
+                  if not opts.devices or d in opts.devices]
+        if len(ran_on) > 1 and "cpu" in ran_on:
+            on_records(w.loaded.name, devices.add(w.loaded.name, task, trial, outcome))
+
+    def crashed(w: Worker, why: str) -> None:
+        """The worker died or hung: the call in flight is an error; go on without it."""
+        if w.process is not None and w.process.is_alive():
+            w.process.kill()
+            w.process.join(timeout=5)
+        if w.current is not None:
+            task = next(t for t in w.pending if t.id == w.current)
+            w.pending.remove(task)
+            record_outcome(w, task, judge.Raised("WorkerError", ("WorkerError",), why), 0.0)
+        elif w.info is None:
+            # died before saying what it offers: nothing to run
+            w.info = {"name": w.loaded.name, "availability": f"worker failed to start: {why}",
+                      "origin": w.loaded.origin, "versions": {}, "devices": [], "dtypes": [],
+                      "implementations": [], "descriptions": {}}
+            on_info(w.info)
+            w.pending = []
+        w.restarts += 1
+        if w.pending and w.restarts > opts.max_restarts:
+            for task in list(w.pending):
+                record_outcome(w, task, judge.Raised(
+                    "WorkerError", ("WorkerError",),
+                    f"not run: the worker failed {w.restarts} times (last: {why})"), 0.0)
+            w.pending = []
+        if w.pending:
+            start(w)
+        else:
+            finish(w)
+
+    try:
+        while queue or active:
+            while queue and len(active) < limit:
+                w = queue.pop(0)
+                start(w)
+                active.append(w)
+            conns = [w.conn for w in active if w.conn is not None]
+            now = time.monotonic()
+            wait_s = max(0.05, min(w.deadline for w in active) - now) if active else 0.05
+            ready = wait(conns, timeout=min(wait_s, 1.0))
+            for w in list(active):
+                if w.conn not in ready:
+                    continue
+                try:
+                    msg = w.conn.recv()
+                except (EOFError, OSError):
+                    w.process.join(timeout=5)
+                    code = w.process.exitcode
+                    crashed(w, _exit_reason(code))
+                    continue
+                kind = msg[0]
+                if kind == "fatal":
+                    w.info = {"name": w.loaded.name, "availability":
+                              f"could not load in a worker: {msg[1].splitlines()[0]}",
+                              "origin": w.loaded.origin, "versions": {}, "devices": [],
+                              "dtypes": [], "implementations": [], "descriptions": {}}
+                    on_info(w.info)
+                    finish(w)
+                elif kind == "info":
+                    if w.info is None:
+                        w.info = msg[1]
+                        on_info(w.info)
+                        w.pending = plan(w.info, trials, opts)
+                        on_progress(w.loaded.name, 0, len(w.pending))
+                        w.total = len(w.pending)
+                    if not w.pending:
+                        finish(w)
+                        continue
+                    w.conn.send(trials)
+                    w.conn.send(list(w.pending))
+                    w.deadline = time.monotonic() + opts.startup_timeout
+                elif kind == "start":
+                    w.current = msg[1]
+                    w.deadline = time.monotonic() + opts.timeout
+                elif kind == "done":
+                    _, task_id, outcome, duration, again = msg
+                    task = next(t for t in w.pending if t.id == task_id)
+                    w.pending.remove(task)
+                    w.current = None
+                    w.busy_s += duration
+                    record_outcome(w, task, outcome, duration, again)
+                    on_progress(w.loaded.name, w.total - len(w.pending), w.total)
+                    w.deadline = time.monotonic() + opts.timeout
+                elif kind == "idle":
+                    finish(w)
+            now = time.monotonic()
+            for w in list(active):
+                if not w.done and now > w.deadline:
+                    what = "the call" if w.current is not None else "starting the worker"
+                    limit_s = opts.timeout if w.current is not None else opts.startup_timeout
+                    crashed(w, f"{what} did not finish within {limit_s:g} s (hang?); "
+                               "the worker was killed")
+    finally:
+        for w in workers:
+            if w.process is not None and w.process.is_alive():
+                w.process.kill()
+    return stats
+
+
+def _exit_reason(code: int | None) -> str:
+    import signal
+
+    if code is None:
+        return "the worker stopped answering"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"the worker process died with {name} (crash in the framework?)"
+    return f"the worker process exited with code {code}"
+
+
+def iter_inprocess(loaded: Loaded, trials: list[Trial], opts: RunOptions,
+                   entries: list[known.Entry]) -> Iterator[dict[str, Any]]:
+    """The whole run of one backend without a worker (debugging: --no-isolation)."""
+    info = loaded.info()
+    refs = ReferenceCache()
+    for task in plan(info, trials, opts):
+        yield from run_inprocess(loaded.backend, trials[task.trial], task.implementation,
+                                 task.device, refs, entries)
+
+
+__all__ = ["REDUCTIONS", "ReferenceCache", "RunOptions", "Trial", "execute", "expand",
+           "run_inprocess", "run_isolated"]

@@ -1,0 +1,141 @@
+"""The command line as users and CI meet it: exit codes, messages, isolation."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SMALL = """
+cases:
+  - name: small
+    description: moderate and confident logits
+    input: [0.5, -1.0, 40.0, -50.0]
+    target: [1.0, 0.0, 1.0, 0.0]
+    dtypes: [float32, float64]
+"""
+
+
+def harness(*args, cwd=ROOT, timeout=300):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def small(tmp_path):
+    p = tmp_path / "small.yaml"
+    p.write_text(SMALL)
+    return p
+
+
+def load(out):
+    return json.loads((out / "report.json").read_text())
+
+
+def test_numpy_formula_passes_and_naive_fails_with_exit_1(small, tmp_path):
+    out = tmp_path / "out"
+    r = harness("report", "--backend", "numpy", "--cases", str(small), "--out", str(out))
+    assert r.returncode == 1, r.stderr + r.stdout
+    doc = load(out)
+    formula = [x for x in doc["results"] if x["implementation"] == "formula"]
+    assert formula and all(x["status"] == "pass" for x in formula)
+    naive = [x for x in doc["results"] if x["implementation"] == "naive"]
+    # sigmoid then BCE saturates at x = 40: log(1 - 1) = -inf, NaN gradients
+    assert any(x["status"] == "fail" and x["worst"]["inputs"]["input"] == 40.0 for x in naive
+               if x["check"] == "value" and x["reduction"] == "none")
+    assert (out / "report.html").read_text().startswith("<!doctype html>")
+    assert not (out / "results.partial.jsonl").exists()
+
+
+def test_clean_run_exits_0(tmp_path):
+    case = tmp_path / "mild.yaml"
+    case.write_text("cases:\n  - name: mild\n    input: [0.5, -1.0, 2.0]\n"
+                    "    target: [1.0, 0.0, 0.25]\n    dtypes: [float64]\n")
+    r = harness("report", "--backend", "numpy", "--cases", str(case), "--out",
+                str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "fail" not in load(tmp_path / "out")["summary"] or not load(
+        tmp_path / "out")["summary"]["fail"]
+
+
+def test_subtly_wrong_plugin_is_caught_with_exit_1(small, tmp_path):
+    out = tmp_path / "out"
+    r = harness("report", "--plugin", "tests.plugins.broken:SubtlyWrong", "--backend",
+                "subtly-wrong", "--cases", str(small), "--out", str(out))
+    assert r.returncode == 1, r.stderr
+    doc = load(out)
+    fails = [x for x in doc["results"] if x["status"] == "fail"]
+    assert any(x["check"] == "value" and x["worst"]["inputs"]["input"] == 40.0 for x in fails
+               if x["reduction"] == "none"), fails
+    assert "FAIL subtly-wrong/log-of-1-plus" in r.stderr
+
+
+def test_aborting_and_hanging_workers_leave_a_complete_report(small, tmp_path):
+    out = tmp_path / "out"
+    r = harness("report", "--plugin", "tests.plugins.crashy:BACKENDS", "--backend", "numpy",
+                "--backend", "aborting", "--backend", "hanging", "--cases", str(small),
+                "--dtype", "float64", "--timeout", "5", "--out", str(out))
+    assert r.returncode == 1, r.stderr
+    doc = load(out)
+    by = {}
+    for x in doc["results"]:
+        by.setdefault(x["backend"], []).append(x)
+    # numpy: every call judged, all formula checks pass
+    assert {x["reduction"] for x in by["numpy"]} == {"none", "mean", "sum"}
+    assert all(x["status"] == "pass" for x in by["numpy"] if x["implementation"] == "formula")
+    for name, why in (("aborting", "SIGABRT"), ("hanging", "did not finish within 5 s")):
+        errors = [x for x in by[name] if x["status"] == "error"]
+        assert [x["reduction"] for x in errors] == ["sum"], by[name]
+        assert why in errors[0]["message"]
+        assert all(x["status"] == "pass" for x in by[name] if x["reduction"] != "sum")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["report", "--backend", "nope"], "unknown backend 'nope'"),
+    (["report", "--plugin", "no_such_mod:X"], "cannot be imported"),
+    (["report", "--cases", "does/not/exist.yaml"], "no such file"),
+    (["report", "--dtype", "float8"], "invalid choice"),
+])
+def test_bad_usage_exits_2_without_traceback(args, message, tmp_path):
+    r = harness(*args, "--out", str(tmp_path / "o"))
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_broken_case_file_exits_2_naming_file_and_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cases:\n  - name: x\n    input: [1.0, 2.0]\n    target: [1.0]\n")
+    for args in (["cases", str(bad)], ["report", "--cases", str(bad), "--out", str(tmp_path)]):
+        r = harness(*args)
+        assert r.returncode == 2
+        assert f"{bad}:" in r.stderr or "bad.yaml:" in r.stderr
+        assert "Traceback" not in r.stderr
+
+
+def test_cases_lists_the_shipped_cases():
+    r = harness("cases")
+    assert r.returncode == 0, r.stderr
+    assert "all valid" in r.stdout
+
+
+def test_backends_lists_every_backend_with_json():
+    r = harness("backends", "--json")
+    assert r.returncode == 0, r.stderr
+    names = {b["name"] for b in json.loads(r.stdout)}
+    assert {"numpy", "torch", "tensorflow", "jax"} <= names
+
+
+def test_second_device_is_compared_with_cpu(small, tmp_path):
+    out = tmp_path / "out"
+    r = harness("report", "--plugin", "tests.plugins.crashy:TwoDevices", "--backend",
+                "two-devices", "--cases", str(small), "--out", str(out))
+    doc = load(out)
+    vs = [x for x in doc["results"] if x["check"] == "vs-cpu"]
+    assert vs and all(x["device"] == "fake:0" for x in vs), r.stderr
+    assert any("differs from cpu by up to 1 ulp" in x["message"] for x in vs)

@@ -1,0 +1,15 @@
+"""The conformance suite: every installed backend against the reference.
+
+Parametrized by the harness's pytest plugin (harness/pytest_plugin.py) over backend ×
+implementation × device × dtype × case; narrow it with --backend / --device / --dtype.
+"""
+
+import pytest
+
+from harness.pytest_plugin import run_conformance
+
+pytestmark = pytest.mark.conformance
+
+
+def test_conformance(conformance, request):
+    run_conformance(conformance, request.config)
