@@ -98,3 +98,78 @@ def adapter_reduction(reduction: str, function: str) -> None:
                           f"adapter reduces with none/mean/sum only, so reduction="
                           f"{reduction!r} cannot be passed to the framework")
 
+
+
+# --- reproduction snippets (the optional `snippet(call)` hook of harness.repro) ---
+
+LITERAL_LIMIT = 64  # elements an argument may have and still be written out literally
+TOO_LARGE = ("arguments too large to inline: reproduce with "
+             "python -m harness report --cases <file>")
+_INTEGER = ("uint8", "int8", "int16", "int32", "int64")
+
+
+def _element(value: float, dtype: str) -> str:
+    """One value as Python source, as it is written in `dtype` (exact: values are representable)."""
+    if dtype == "bool":
+        return repr(bool(value))
+    if dtype in _INTEGER:
+        return repr(int(value))
+    if np.isnan(value):
+        return "float('nan')"
+    if np.isinf(value):
+        return "float('inf')" if value > 0 else "-float('inf')"
+    return repr(float(value))  # keeps -0.0 and round-trips every float64
+
+
+def literal(values: np.ndarray, dtype: str) -> str | None:
+    """Python source for `values`, to be converted to `dtype` by the framework's constructor.
+
+    A nested list (a bare scalar for 0-d) up to LITERAL_LIMIT elements; beyond
+    that only what a short numpy expression builds exactly (an empty or constant
+    array), else None: the caller then writes the TOO_LARGE placeholder.
+    """
+    a = np.asarray(values, dtype=np.float64)
+    if a.size == 0:
+        return f"np.zeros({a.shape!r})"
+    if a.size <= LITERAL_LIMIT:
+
+        def nested(x: np.ndarray) -> str:
+            if x.ndim == 0:
+                return _element(float(x), dtype)
+            return "[" + ", ".join(nested(s) for s in x) + "]"
+
+        return nested(a)
+    first = a.reshape(-1)[0]
+    if np.array_equal(a, np.full(a.shape, first), equal_nan=True) and \
+            np.all(np.signbit(a) == np.signbit(first)):
+        return f"np.full({a.shape!r}, {_element(float(first), dtype)})"
+    return None
+
+
+def literals(call: Call) -> dict[str, tuple[str, str]] | None:
+    """name → (source, dtype) for each given argument, or None if one cannot be inlined."""
+    out: dict[str, tuple[str, str]] = {}
+    for name in ARG_NAMES:
+        value = getattr(call, name)
+        if value is None:
+            continue
+        source = literal(value, call.dtype_of(name))
+        if source is None:
+            return None
+        out[name] = (source, call.dtype_of(name))
+    return out
+
+
+def too_large() -> list[str]:
+    """The lines a snippet carries instead of arguments it cannot inline."""
+    return [f"# {TOO_LARGE}", f"raise SystemExit({TOO_LARGE!r})"]
+
+
+def uses_numpy(sources: list[str]) -> bool:
+    """Whether argument sources need `import numpy as np` (np.full / np.zeros)."""
+    return any(s.startswith("np.") for s in sources)
+
+
+# the variable each argument gets in a snippet
+SNIPPET_NAMES: dict[str, str] = {"input": "x", "target": "y", "weight": "weight",
+                                 "pos_weight": "pos_weight"}

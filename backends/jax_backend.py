@@ -29,12 +29,15 @@ from typing import Any
 import numpy as np
 
 from backends._common import (
+    SNIPPET_NAMES,
     adapter_reduction,
     arguments,
     check_grads,
     check_implementation,
     cuda_index,
     import_problem,
+    literals,
+    too_large,
 )
 from harness.protocol import DTYPES, Call, Result, Unsupported
 
@@ -122,6 +125,75 @@ class JaxBackend:
             grads = {name: _gradient(jax, name, by_name[name], host[name])
                      for name in call.grads}
         return Result(value=value, grads=grads)
+
+    def snippet(self, call: Call) -> str:
+        """A JAX-only program making the call `run` makes, printing value and gradients."""
+        import jax
+
+        check_implementation(call, IMPLEMENTATIONS, self.name)
+        check_grads(call)
+        index = cuda_index(call.device, self.devices(), self.name)
+        _elementwise(call)  # raises the same Unsupported as `run`, before anything is written
+        adapter_reduction(call.reduction, _function_name(call.implementation))
+        device = "jax.devices('cpu')[0]" if index is None else f"jax.devices('cuda')[{index}]"
+        return _snippet(call, device, hasattr(jax, "enable_x64"))
+
+
+def _snippet(call: Call, device: str, scoped_x64: bool) -> str:
+    optax = call.implementation == "optax"
+    lines = ["import jax", "import jax.numpy as jnp", "import numpy as np"]
+    if optax:
+        lines.append("import optax")
+    values = literals(call)
+    if values is None:
+        return "\n".join([*lines, "", *too_large()])
+    host = arguments(call)
+    x64 = any(a.dtype.itemsize == 8 for a in host.values())
+    if not scoped_x64:  # JAX before jax.enable_x64, as `_x64` does
+        lines.append(f"from jax.experimental import {'enable_x64' if x64 else 'disable_x64'}")
+    variables = [SNIPPET_NAMES[n] for n in values]
+    lines += ["", "", f"def loss({', '.join(variables)}):"]
+    if optax:
+        lines.append("    out = optax.sigmoid_binary_cross_entropy(x, y)")
+    else:
+        lines.append("    positive = y * jax.nn.log_sigmoid(x)")
+        if "pos_weight" in values:
+            lines.append("    positive = positive * pos_weight")
+        lines.append("    out = -(positive + (1 - y) * jax.nn.log_sigmoid(-x))")
+    if "weight" in values:
+        lines.append("    out = out * weight")
+    lines.append("    return jnp.mean(out)" if call.reduction == "mean" else
+                 "    return jnp.sum(out)" if call.reduction == "sum" else "    return out")
+    lines += ["", ""]
+    if scoped_x64:
+        lines.append(f"with jax.enable_x64({x64}):")
+    else:
+        lines.append(f"with {'enable_x64' if x64 else 'disable_x64'}():")
+    body = [f"device = {device}"]
+    for name, (source, dtype) in values.items():
+        np_dtype = "jnp.bfloat16" if dtype == "bfloat16" else f"np.{dtype}"
+        body.append(f"{SNIPPET_NAMES[name]} = jax.device_put(np.array({source}, "
+                    f"dtype={np_dtype}), device)")
+    args = ", ".join(variables)
+    if not call.grads:
+        body += [f"out = loss({args})",
+                 "print('value', np.array(out).astype('float64').tolist())",
+                 "print('dtype', out.dtype.name)"]
+    else:
+        body += [f"out, vjp = jax.vjp(loss, {args})",
+                 "print('value', np.array(out).astype('float64').tolist())",
+                 "print('dtype', out.dtype.name)",
+                 f"{', '.join('g_' + v for v in variables)}{',' * (len(variables) == 1)} = "
+                 "vjp(jnp.ones_like(out))"]
+        for name in call.grads:
+            var = SNIPPET_NAMES[name]
+            if call.dtype_of(name) in DTYPES:
+                body.append(f"print('grad {name}', np.array(g_{var}).astype('float64').tolist())")
+            else:
+                body.append(f"# g_{var} is a float0 (symbolic zero) cotangent: JAX does not "
+                            f"differentiate with respect to {host[name].dtype} inputs")
+    lines += ["    " + line for line in body]
+    return "\n".join(lines) + "\n"
 
 
 def _elementwise(call: Call) -> Callable[[dict[str, Any]], Any]:

@@ -30,12 +30,16 @@ from typing import Any
 import numpy as np
 
 from backends._common import (
+    SNIPPET_NAMES,
     adapter_reduction,
     arguments,
     check_grads,
     check_implementation,
     cuda_index,
     import_problem,
+    literals,
+    too_large,
+    uses_numpy,
 )
 from harness.protocol import DTYPES, Call, Result, Unsupported
 
@@ -150,6 +154,74 @@ class TensorFlowBackend:
                                         "the loss does not depend on it differentiably")
                     grads[name] = g if isinstance(g, Unsupported) else g.numpy()
         return Result(value=value, grads={name: grads[name] for name in call.grads})
+
+    def snippet(self, call: Call) -> str:
+        """A TensorFlow-only program making the call `run` makes, printing value and gradients."""
+        check_implementation(call, IMPLEMENTATIONS, self.name)
+        check_grads(call)
+        index = cuda_index(call.device, self.devices(), self.name)
+        _loss_function(call)  # raises the same Unsupported as `run`, before anything is written
+        return _snippet(call, "/CPU:0" if index is None else f"/GPU:{index}")
+
+
+def _snippet(call: Call, device: str) -> str:
+    impl, reduction = call.implementation, call.reduction
+    keras = impl in ("keras", "keras-probs")
+    values = literals(call)
+    lines = ["import tensorflow as tf"] + (["import keras"] if keras else [])
+    if values is None:
+        return "\n".join([*lines, "", *too_large()])
+    if uses_numpy([source for source, _ in values.values()]):
+        lines.insert(0, "import numpy as np")
+    lines.append("")
+    if keras:
+        lines.append(f"loss_fn = keras.losses.BinaryCrossentropy(from_logits={impl == 'keras'}, "
+                     f"reduction={_KERAS_REDUCTION.get(reduction, reduction)!r})")
+    lines.append(f"with tf.device({device!r}):")
+    body = []
+    for name, (source, dtype) in values.items():
+        body.append(f"{SNIPPET_NAMES[name]} = tf.identity(tf.constant({source}, "
+                    f"dtype=tf.{dtype}))")
+    watched, wanted = [], []
+    for name in values:
+        floating = call.dtype_of(name) in DTYPES
+        if floating:
+            watched.append(SNIPPET_NAMES[name])
+        if name in call.grads:
+            if floating:
+                wanted.append(name)
+            else:
+                body.append(f"# {SNIPPET_NAMES[name]} is {call.dtype_of(name)}: "
+                            "tf.GradientTape cannot watch it, so its gradient is not asked for")
+    body.append("with tf.GradientTape() as tape:")
+    body += [f"    tape.watch({var})" for var in watched]
+    if keras:
+        x = "x" if impl == "keras" else "tf.math.sigmoid(x)"
+        sample = ", sample_weight=weight" if "weight" in values else ""
+        body.append("    # a trailing axis of length 1: Keras's mean over the last axis is exact")
+        body.append(f"    loss = loss_fn(tf.expand_dims(y, -1), tf.expand_dims({x}, -1){sample})")
+    else:
+        if impl == "sigmoid":
+            body.append("    loss = tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=x)")
+        else:
+            body.append("    loss = tf.nn.weighted_cross_entropy_with_logits(labels=y, logits=x, "
+                        "pos_weight=pos_weight)")
+        if "weight" in values:
+            body.append("    loss = loss * weight")
+        if reduction in ("mean", "sum"):
+            body.append(f"    loss = tf.reduce_{reduction}(loss)")
+    body += ["print('device', loss.device)",
+             "print('value', loss.numpy().astype('float64').tolist())",
+             "print('dtype', loss.dtype.name)"]
+    if wanted:
+        variables = ", ".join(SNIPPET_NAMES[n] for n in wanted)
+        body += [f"grads = tape.gradient(loss, [{variables}], "
+                 "output_gradients=tf.ones_like(loss))",
+                 f"for name, g in zip({wanted!r}, grads):",
+                 "    print('grad ' + name, None if g is None else "
+                 "g.numpy().astype('float64').tolist())"]
+    lines += ["    " + line for line in body]
+    return "\n".join(lines) + "\n"
 
 
 def _loss_function(call: Call) -> Callable[[dict[str, Any]], Any]:

@@ -18,17 +18,21 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import numpy as np
 
 from backends._common import (
+    SNIPPET_NAMES,
     arguments,
     check_grads,
     check_implementation,
     cuda_index,
     import_problem,
+    literals,
+    too_large,
+    uses_numpy,
 )
 from harness.protocol import DTYPES, Call, Result, Unsupported
 
@@ -66,6 +70,10 @@ _DESCRIPTIONS = {
               "the same reduction is run and must agree bitwise; the deprecation warning is "
               "silenced.",
 }
+
+
+_NO_POS_WEIGHT = ("torch.nn.functional.binary_cross_entropy(input, target, weight, "
+                  "size_average, reduce, reduction) has no pos_weight argument")
 
 
 class LegacyArgumentsDisagree(RuntimeError):
@@ -115,11 +123,19 @@ class TorchBackend:
         index = cuda_index(call.device, self.devices(), self.name)
         device = torch.device("cpu" if index is None else f"cuda:{index}")
         if call.implementation == "sigmoid+bce" and call.pos_weight is not None:
-            raise Unsupported("torch.nn.functional.binary_cross_entropy(input, target, weight, "
-                              "size_average, reduce, reduction) has no pos_weight argument")
+            raise Unsupported(_NO_POS_WEIGHT)
         if call.implementation == "legacy" and call.reduction in LEGACY:
             return _run_legacy(call, device)
         return _evaluate(call, device, _loss_function(call))
+
+    def snippet(self, call: Call) -> str:
+        """A torch-only program making the call `run` makes, printing value and gradients."""
+        check_implementation(call, IMPLEMENTATIONS, self.name)
+        check_grads(call)
+        index = cuda_index(call.device, self.devices(), self.name)
+        if call.implementation == "sigmoid+bce" and call.pos_weight is not None:
+            raise Unsupported(_NO_POS_WEIGHT)
+        return _snippet(call, "cpu" if index is None else f"cuda:{index}")
 
 
 def _loss_function(call: Call, **legacy: bool | None) -> Callable[[dict[str, Any]], Any]:
@@ -269,3 +285,101 @@ def _to_numpy(tensor: Any) -> np.ndarray:
     if tensor.dtype == torch.bfloat16:
         return tensor.float().numpy().astype(ml_dtypes.bfloat16)
     return tensor.numpy()
+
+
+def _snippet(call: Call, device: str) -> str:
+    values = literals(call)
+    lines = ["import torch", "import torch.nn.functional as F"]
+    if values is None:
+        return "\n".join([*lines, "", *too_large()])
+    if uses_numpy([source for source, _ in values.values()]):
+        lines.insert(0, "import numpy as np")
+    legacy = LEGACY.get(call.reduction) if call.implementation == "legacy" else None
+    if legacy:
+        lines.insert(0, "import warnings")
+    lines += ["", f"device = torch.device({device!r})"]
+    for name, (source, dtype) in values.items():
+        lines.append(f"{SNIPPET_NAMES[name]} = torch.tensor({source}, dtype=torch.{dtype}, "
+                     "device=device)")
+    refused = _refusals(call)
+    wanted = []
+    for name in call.grads:
+        var = SNIPPET_NAMES[name]
+        if call.dtype_of(name) not in DTYPES:
+            lines.append(f"# {var} is {call.dtype_of(name)}: torch cannot make it require "
+                         "gradients, so its gradient is not asked for")
+        elif name in refused:
+            lines += [f"# {var}.requires_grad_(True) left out: torch refuses it at the forward:",
+                      f"# {refused[name]}"]
+        else:
+            lines.append(f"{var}.requires_grad_(True)")
+            wanted.append(name)
+    keywords = [f"{k}={SNIPPET_NAMES[k]}" for k in ("weight", "pos_weight") if k in values]
+    args = "".join(", " + k for k in keywords)
+    if call.implementation == "module":
+        module_args = ", ".join([*keywords, f"reduction={call.reduction!r}"])
+        lines += [f"loss_fn = torch.nn.BCEWithLogitsLoss({module_args})",
+                  "loss = loss_fn(x, y)"]
+    elif call.implementation == "sigmoid+bce":
+        lines.append(f"loss = F.binary_cross_entropy(torch.sigmoid(x), y{args}, "
+                     f"reduction={call.reduction!r})")
+    elif legacy:
+        (size_average, reduce), others = legacy[0], list(legacy[1:])
+        lines += [f"warnings.filterwarnings('ignore', message={_LEGACY_WARNING!r}, "
+                  "category=UserWarning)",
+                  f"# the deprecated size_average/reduce pair standing for "
+                  f"reduction={call.reduction!r}",
+                  f"loss = F.binary_cross_entropy_with_logits(x, y{args}, "
+                  f"size_average={size_average}, reduce={reduce})"]
+    else:
+        lines.append(f"loss = F.binary_cross_entropy_with_logits(x, y{args}, "
+                     f"reduction={call.reduction!r})")
+    lines += ["print('value', loss.detach().cpu().double().tolist())",
+              "print('dtype', str(loss.dtype).split('.')[-1])"]
+    if wanted:
+        variables = ", ".join(SNIPPET_NAMES[n] for n in wanted)
+        lines += [f"grads = torch.autograd.grad(loss, [{variables}], "
+                  "grad_outputs=torch.ones_like(loss))",
+                  f"for name, g in zip({wanted!r}, grads):",
+                  "    print('grad ' + name, g.detach().cpu().double().tolist())"]
+    if legacy and others:
+        lines += ["",
+                  "# every other pair meaning the same reduction must give the same bits",
+                  "def bits(t):",
+                  "    return t.detach().cpu().reshape(-1).view(torch.uint8).tolist()",
+                  "",
+                  f"for size_average, reduce in {others!r}:",
+                  f"    other = F.binary_cross_entropy_with_logits(x, y{args}, "
+                  "size_average=size_average, reduce=reduce)",
+                  "    same = bits(other) == bits(loss)"]
+        if wanted:
+            lines += [f"    again = torch.autograd.grad(other, [{variables}], "
+                      "grad_outputs=torch.ones_like(other))",
+                      "    same = same and all(bits(a) == bits(b) for a, b in zip(again, grads))"]
+        lines.append("    print('legacy', size_average, reduce, 'same bits:', same)")
+    return "\n".join(lines) + "\n"
+
+
+def _refusals(call: Call) -> dict[str, str]:
+    """Arguments torch refuses to differentiate at the forward, in torch's words (first line).
+
+    `run` learns this from torch on every call rather than hard-coding it; the
+    snippet asks torch the same way, once, on the CPU, so it leaves those out of
+    requires_grad just as `run` ends up doing. Any other error is the snippet's to show.
+    """
+    import torch
+
+    legacy = LEGACY.get(call.reduction) if call.implementation == "legacy" else None
+    loss_fn = (_loss_function(call, size_average=legacy[0][0], reduce=legacy[0][1])
+               if legacy else _loss_function(call))
+    grads: dict[str, np.ndarray | Unsupported] = {}
+    try:
+        tensors = {n: _to_tensor(a, torch.device("cpu")) for n, a in arguments(call).items()}
+        for name in call.grads:
+            with suppress(RuntimeError):  # integer/bool tensors cannot require gradients
+                tensors[name].requires_grad_(True)
+        _forward(loss_fn, tensors, grads)
+    except Exception:  # the snippet reproduces whatever torch says; refusals so far stand
+        pass
+    return {name: str(g.reason).strip().splitlines()[0] for name, g in grads.items()
+            if isinstance(g, Unsupported)}

@@ -42,9 +42,13 @@ def snippet(backend: object, spec: str, call: Call, case_name: str, source: str)
     hook = getattr(backend, "snippet", None)
     if callable(hook):
         try:
-            return str(hook(call))
+            text = str(hook(call))
         except Exception:  # fall back to the generic snippet
             pass
+        else:  # a backend's snippet does not know the case file; we do
+            path = source.rsplit(":", 1)[0]
+            return text.replace("--cases <file>", f"--cases {path} --backend "
+                                f"{getattr(backend, 'name', '')} --dtype {call.dtype}")
     size = max(np.size(call.input), np.size(call.target))
     lines = ["import numpy as np", "from harness import reference",
              "from harness.protocol import Call", "from harness.registry import load_spec",
