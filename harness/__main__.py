@@ -65,6 +65,11 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("cases", help="validate case files and list the cases they expand to")
     c.add_argument("paths", nargs="*", metavar="PATH")
+
+    from harness import diff
+
+    d = sub.add_parser("diff", help="compare two report.json files; exit 1 if anything regressed")
+    diff.add_arguments(d)
     return p
 
 
@@ -74,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = _parser().parse_args(argv)
     try:
-        return {"report": cmd_report, "backends": cmd_backends, "cases": cmd_cases}[
-            args.command](args)
+        return {"report": cmd_report, "backends": cmd_backends, "cases": cmd_cases,
+                "diff": cmd_diff}[args.command](args)
     except (UsageError, CaseFileError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
@@ -90,6 +95,12 @@ def _load_cases(paths: list[str]) -> list[Any]:
             raise UsageError(f"{p}: no such file or folder. Give a case file (.yaml) or a folder "
                              "of them; the shipped cases are in cases/.")
     return load_cases(paths or None)
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from harness import diff
+
+    return diff.run(args)
 
 
 def cmd_cases(args: argparse.Namespace) -> int:
@@ -128,6 +139,7 @@ def cmd_backends(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from harness import known, report
+    from harness.progress import Console
     from harness.registry import UsageError, discover, select
     from harness.runner import RunOptions, expand, run_isolated
 
@@ -146,53 +158,31 @@ def cmd_report(args: argparse.Namespace) -> int:
                       timeout=args.timeout, jobs=args.jobs)
     sink = report.Sink(args.out)
     infos: dict[str, dict[str, Any]] = {}
-    say = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
-    say(f"{len(cases)} cases → {len(trials)} trials; backends: "
-        f"{', '.join(c.name for c in chosen)}")
-    last: dict[str, float] = {}
-
-    def progress(name: str, done: int, total: int) -> None:
-        now = time.monotonic()
-        if done in (0, total) or now - last.get(name, 0) > 5:
-            last[name] = now
-            say(f"  {name}: {done}/{total} calls")
-
+    console = Console(quiet=args.quiet)
+    console.start([c.name for c in chosen], len(cases), len(trials))
     interrupted = False
     stats: dict[str, Any] = {}
     try:
         stats = run_isolated(chosen, trials, opts, entries,
                              on_records=lambda name, recs: sink.add(recs),
                              on_info=lambda info: infos.__setitem__(info["name"], info),
-                             on_progress=progress)
+                             on_progress=console.on_progress)
     except KeyboardInterrupt:
         interrupted = True
     finally:
         sink.close(keep=interrupted)
+        console.close()
     backends = [infos.get(c.name) or c.info() for c in chosen]
     run = {"interrupted": interrupted, "seconds": round(time.monotonic() - started, 2),
            "cases": len(cases), "trials": len(trials), "per_backend": stats,
            "argv": sys.argv[1:], "seed": args.seed, "examples": args.examples or 0}
     doc = report.build(backends, sink.results, run, report.case_index(cases))
     json_path, html_path = report.write(doc, args.out)
-    s = doc["summary"]
-    code = report.exit_code(sink.results)
-    print(f"{len(sink.results)} results: " + ", ".join(f"{k} {v}" for k, v in s.items() if v)
-          + f" → {json_path} and {html_path}")
-    for name, st in stats.items():
-        say(f"  {name}: {st['calls']} calls in {st['seconds']} s")
+    console.finish(doc, json_path, html_path)
     if interrupted:
         print("interrupted: the report holds what finished", file=sys.stderr)
         return 130
-    if code and not args.quiet:
-        bad = [r for r in sink.results if r["status"] in report.UNEXPECTED]
-        for r in bad[:10]:
-            print(f"  {r['status'].upper()} {r['backend']}/{r['implementation']}@{r['device']} "
-                  f"{r['dtype']} {r['case']} [{r.get('reduction')}] {r['check']}: "
-                  f"{r['message'][:200]}", file=sys.stderr)
-        if len(bad) > 10:
-            print(f"  … and {len(bad) - 10} more in {json_path}", file=sys.stderr)
-    return code
-
+    return report.exit_code(sink.results)
 
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

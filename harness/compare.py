@@ -50,11 +50,18 @@ class Distance:
         """ulps / allowance: above 1 fails. Used to pick the worst element."""
         with np.errstate(divide="ignore", invalid="ignore"):
             r = np.where(self.ulps == 0, 0.0, self.ulps / self.allowance)
+        r = np.where(np.isinf(self.ulps), np.inf, r)
         return np.nan_to_num(r, nan=np.inf, posinf=np.inf)
 
     @property
+    def within(self) -> np.ndarray:
+        """Per element: inside the allowance. An infinite distance (a special value
+        where the reference has none, or the wrong one) fails whatever the allowance."""
+        return np.isfinite(self.ulps) & (self.ulps <= self.allowance)
+
+    @property
     def passed(self) -> bool:
-        return bool(np.all(self.ulps <= self.allowance))
+        return bool(np.all(self.within))
 
 
 def coarser(expected: str, got_dtype: np.dtype) -> str:

@@ -19,6 +19,13 @@ import pytest
 _STATE: dict[str, Any] = {}
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-xdist runs one process per core; one framework thread each (runner.py)
+    from harness.runner import single_threaded
+
+    single_threaded()
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("bce-harness", "bce-harness conformance suite")
     group.addoption("--backend", action="append", default=[], metavar="NAME",

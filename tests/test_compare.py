@@ -96,3 +96,12 @@ def test_promotion():
     assert promote(["float32", "int64"]) == "float32"
     assert promote(["float32", "float64"]) == "float64"
     assert promote(["float16", "bfloat16"]) == "float32"
+
+
+def test_an_infinite_distance_fails_even_with_an_infinite_allowance():
+    # cond is infinite where the exact result is 0 but the inputs move it; a NaN
+    # there is still wrong
+    d = compare.compare(np.array([np.nan]), np.array([0.0]), np.array([np.inf]),
+                        np.array([1.0]), np.array([1]), "float16")
+    assert not d.passed
+    assert compare.worst_index(d) == (0,)

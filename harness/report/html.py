@@ -100,18 +100,29 @@ def num(v: Any) -> float | None:
     return None
 
 
+_SPEC = {d: f".{d}g" for d in range(1, 18)}
+
+
 def compact(v: Any, digits: int = 4) -> Any:
-    """A float for the page's data: `digits` significant digits, specials as strings."""
-    f = num(v)
-    if f is None:
-        return None
-    if math.isnan(f):
+    """A float for the page's data: `digits` significant digits, specials as strings.
+
+    Called about a million times for a full report (every profile point), hence the
+    fast path for plain floats.
+    """
+    t = type(v)
+    if t is float or t is int:
+        f = float(v)
+    else:
+        f = num(v)
+        if f is None:
+            return None
+    if f != f:
         return "nan"
-    if math.isinf(f):
+    if f - f != 0:
         return "inf" if f > 0 else "-inf"
-    if f == 0 or (f == int(f) and abs(f) < 1e15):
-        return int(f) if f == int(f) else f
-    return float(f"{f:.{digits}g}")
+    if f.is_integer() and -1e15 < f < 1e15:
+        return int(f) if f or math.copysign(1.0, f) > 0 else -0.0  # −0 stays −0
+    return float(format(f, _SPEC[digits]))
 
 
 def fmt(v: Any, digits: int = 3) -> str:
@@ -236,6 +247,23 @@ def page_data(report: dict[str, Any], pass_details_limit: int = PASS_DETAILS_LIM
     edge: dict[str, list[Any]] = {k: [] for k in ("row", "dtype", "case", "red", "check",
                                                    "status", "got", "expected", "elements")}
     edge_names = {name for name, info in cases_info.items() if is_edge_case(name, info)}
+    arrays: list[list[Any]] = []
+    array_index: dict[str, int] = {}
+
+    raw_index: dict[tuple[Any, ...], int] = {}
+
+    def shared(raw: list[Any], digits: int) -> int:
+        """Index of `raw` (compacted) in the shared arrays, stored once."""
+        rkey = (digits, *raw)
+        if rkey in raw_index:
+            return raw_index[rkey]
+        values = [compact(v, digits) for v in raw]
+        key = json.dumps(values)
+        if key not in array_index:
+            array_index[key] = len(arrays)
+            arrays.append(values)
+        raw_index[rkey] = array_index[key]
+        return array_index[key]
 
     for i, r in enumerate(results):
         key = (r["backend"], r["implementation"], r["device"])
@@ -253,25 +281,35 @@ def page_data(report: dict[str, Any], pass_details_limit: int = PASS_DETAILS_LIM
         cols["mi"].append(measured_id(r.get("measured_in", "")))
         if i in with_detail:
             cols["detail"].append(len(details))
-            details.append(_detail(r))
+            details.append(_detail(r, cases_info.get(r["case"], {}).get("source")))
         else:
             cols["detail"].append(-1)
 
         cell = matrix[str(ri)].setdefault(r["dtype"], {"counts": Counter(),
-                                                       "pass_max_ulp": None})
+                                                       "pass_max_ulp": None,
+                                                       "pass_max_ratio": None})
         cell["counts"][status] += 1
         if status == "pass" and r["check"] in NUMERIC_CHECKS:
             u = num(r.get("max_ulp"))
             if u is not None and (cell["pass_max_ulp"] is None or u > cell["pass_max_ulp"]):
                 cell["pass_max_ulp"] = u
+            # how close the closest call came: ulp over allowance at the worst element
+            w = r.get("worst") or {}
+            wu, wa = num(w.get("ulp")), num(w.get("allowance"))
+            if wu is not None and wa and math.isfinite(wa) and math.isfinite(wu):
+                q = wu / wa
+                if cell["pass_max_ratio"] is None or q > cell["pass_max_ratio"]:
+                    cell["pass_max_ratio"] = q
 
         prof = r.get("profile")
         if prof and prof.get("x"):
+            # the logits (and usually the allowance) of one sweep are the same for every
+            # backend: shared arrays, stored once
             profiles.append({"row": ri, "dtype": d_idx[r["dtype"]], "case": ci,
                              "check": c_idx[r["check"]], "status": s_idx[status],
-                             "x": [compact(v, 6) for v in prof["x"]],
+                             "x": shared(prof["x"], 6),
                              "ulp": [compact(v, 3) for v in prof["ulp"]],
-                             "allow": [compact(v, 3) for v in prof["allowance"]]})
+                             "allow": shared(prof["allowance"], 3)})
         if r["case"] in edge_names and r["check"] in NUMERIC_CHECKS:
             vals = r.get("values") or {}
             edge["row"].append(ri)
@@ -290,6 +328,7 @@ def page_data(report: dict[str, Any], pass_details_limit: int = PASS_DETAILS_LIM
             cell["worst"] = worst_status(cell["counts"])
             cell["counts"] = dict(cell["counts"])
             cell["pass_max_ulp"] = compact(cell["pass_max_ulp"], 3)
+            cell["pass_max_ratio"] = compact(cell["pass_max_ratio"], 2)
 
     case_meta = []
     for name in cases:
@@ -307,7 +346,7 @@ def page_data(report: dict[str, Any], pass_details_limit: int = PASS_DETAILS_LIM
         "matrix": matrix, "results": cols, "details": details,
         "details_dropped": sum(1 for r in results if r["status"] != "pass")
         - sum(1 for i in with_detail if results[i]["status"] != "pass"),
-        "profiles": profiles, "edge": edge, "summary": report.get("summary", {}),
+        "profiles": profiles, "arrays": arrays, "edge": edge, "summary": report.get("summary", {}),
         "naive": [i for i, k in enumerate(rows) if is_naive(k[0], k[1])],
         "run": {k: (report.get("run") or {}).get(k) for k in ("seed", "examples")},
     }
@@ -326,10 +365,10 @@ def _case_values(values: Any) -> dict[str, Any] | None:
     return out or None
 
 
-def _detail(r: dict[str, Any]) -> dict[str, Any]:
+def _detail(r: dict[str, Any], case_source: str | None = None) -> dict[str, Any]:
     """The bulky part of one result, with short keys (there may be 25k of them)."""
     d: dict[str, Any] = {"m": r.get("message", "")}
-    if r.get("source"):
+    if r.get("source") and r["source"] != case_source:
         d["src"] = r["source"]
     for short, key in (("c", "cond"), ("el", "elements"), ("kd", "kind"), ("rp", "repro")):
         if r.get(key) is not None:
@@ -369,7 +408,9 @@ def matrix_view(data: dict[str, Any]) -> dict[str, Any]:
             counts = [(s, cell["counts"][s]) for s in SEVERITY if cell["counts"].get(s)]
             cells.append({"dtype": dt, "worst": cell["worst"], "counts": counts,
                           "pass_max_ulp": None if cell["pass_max_ulp"] is None
-                          else fmt(cell["pass_max_ulp"])})
+                          else fmt(cell["pass_max_ulp"]),
+                          "pass_pct": None if cell["pass_max_ratio"] is None
+                          else f"{100 * num(cell['pass_max_ratio']):.0f}%"})
         out_rows.append({"index": i, "backend": backend, "impl": impl, "device": device,
                          "first": backend != prev_backend, "cells": cells,
                          "naive": is_naive(backend, impl)})
@@ -406,13 +447,37 @@ def error_behaviour(report: dict[str, Any]) -> list[dict[str, Any]]:
                 items.append({"status": status, "kind": kind, "message": message,
                               "where": "every call" if len(where) == total else
                               _summarize_where(where)})
-            rows.append({"backend": backend, "impl": impl, "outcomes": items,
-                         "worst": min((o["status"] for o in items),
-                                      key=lambda s: sev.get(s, 99))})
+            worst = min((o["status"] for o in items), key=lambda s: sev.get(s, 99))
+            short = list(dict.fromkeys(_short_outcome(o) for o in items))  # distinct, in order
+            rows.append({"backend": backend, "impl": impl, "outcomes": items, "worst": worst,
+                         "short": short[0] + (f" (+{len(short) - 1})" if len(short) > 1 else ""),
+                         "title": "\n".join(f"{o['where']}: {o['message']}" for o in items)})
         out.append({"case": case, "raises": " or ".join(info.get("raises", [])) or "an error",
                     "description": info.get("description", ""),
-                    "source": info.get("source", ""), "rows": rows})
+                    "source": info.get("source", ""), "rows": rows,
+                    "by_impl": {(r["backend"], r["impl"]): r for r in rows}})
     return out
+
+
+def error_columns(report: dict[str, Any], cases: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The backend/implementation columns of the error-behaviour overview, in run order."""
+    present = {k for c in cases for k in c["by_impl"]}
+    ordered = [(b["name"], i) for b in report.get("backends", [])
+               for i in b.get("implementations", []) if (b["name"], i) in present]
+    return ordered + sorted(present - set(ordered))
+
+
+_RAISED = re.compile(r"raised ([A-Za-z_][\w.]*)")
+
+
+def _short_outcome(o: dict[str, Any]) -> str:
+    """A cell's worth: the exception type raised, or what happened instead."""
+    m = _RAISED.match(o["message"])
+    if m:
+        return m.group(1)
+    if o["kind"] == "silent-accept" or o["message"].startswith("returned"):
+        return "no error"
+    return o["status"]
 
 
 def _summarize_where(where: list[str]) -> str:
@@ -665,12 +730,13 @@ def render(report: dict[str, Any]) -> str:
         raise ValueError("report.js / report.css must not contain a closing tag")
     run = report.get("run", {}) or {}
     summary = report.get("summary", {}) or {}
+    errors = error_behaviour(report)
     return _ENV.get_template("report.html.j2").render(
         report=report, run=run, summary=[(s, summary.get(s, 0)) for s in SEVERITY
                                          if s in summary],
         total=len(report.get("results", [])),
         matrix=matrix_view(data), story=story(report),
-        errors=error_behaviour(report),
+        errors=errors, error_columns=error_columns(report, errors),
         per_backend=run.get("per_backend", {}) or {},
         details_dropped=data["details_dropped"],
         data=markupsafe.Markup(data_json(data)),

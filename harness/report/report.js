@@ -87,9 +87,13 @@
 
   // ----------------------------------------------------------- explorer ----
   const present = new Set(R.status.map(function (s) { return D.statuses[s]; }));
+  // by default the results that ask for attention: unexpected, known and fixed; else
+  // any non-pass; else everything
   const notPass = Array.from(present).filter(function (s) { return s !== "pass"; });
+  const attention = notPass.filter(function (s) { return s !== "unsupported" && s !== "skipped"; });
+  const defaults = attention.length ? attention : notPass.length ? notPass : Array.from(present);
   const state = {
-    statuses: new Set(notPass.length ? notPass : Array.from(present)),
+    statuses: new Set(defaults),
     backend: "", impl: "", device: "", dtype: "", check: "", red: "", text: "",
     sort: "severity", page: 0, open: new Set(),
   };
@@ -138,7 +142,7 @@
       option("ulp", "max ulp"), option("case", "case name"));
     ui.sort.addEventListener("change", function () { state.sort = ui.sort.value; state.page = 0; refresh(); });
     const reset = el("button", { type: "button", class: "plain", text: "reset filters" });
-    reset.addEventListener("click", function () { setFilters({}, notPass.length ? notPass : Array.from(present)); });
+    reset.addEventListener("click", function () { setFilters({}, defaults); });
     root.append(el("div", { class: "filters" }, chips,
       select("backend", "backend", backends), select("impl", "implementation", []),
       select("device", "device", devices), select("dtype", "dtype", D.dtypes),
@@ -234,7 +238,7 @@
     pager(ui.pagerTop); pager(ui.pagerBottom);
     const t = clear(ui.table);
     t.append(el("thead", null, el("tr", null,
-      ["status", "backend / implementation @ device", "dtype", "case", "reduction", "check"].map(function (h) { return el("th", { text: h }); }),
+      ["status", "backend/implementation @ device", "dtype", "case", "reduction", "check"].map(function (h) { return el("th", { text: h }); }),
       el("th", { class: "num", text: "max ulp" }), el("th", { class: "num", text: "allowance" }), el("th", { text: "message" }))));
     const body = el("tbody");
     const slice = filtered.slice(state.page * PAGE, (state.page + 1) * PAGE);
@@ -318,7 +322,7 @@
       d.v.g.forEach(function (g, k) {
         const e = d.v.e[k];
         tb.append(el("tr", null, el("td", { class: "num", text: k }), el("td", { class: "num mono", text: fmt(e, 8) }),
-          el("td", { class: "num mono" + (differs(num(g), num(e)) ? " mark" : ""), text: fmt(g, 8) })));
+          el("td", { class: "num mono" + (differs(num(g), num(e), D.measured[R.mi[i]] || D.dtypes[R.dtype[i]]) ? " mark" : ""), text: fmt(g, 8) })));
       });
       box.append(el("h4", { text: "All values" }), el("table", { class: "vals" },
         el("thead", null, el("tr", null, el("th", { text: "element" }), el("th", { class: "num", text: "expected" }), el("th", { class: "num", text: "got" }))), tb));
@@ -344,11 +348,17 @@
     sel.removeAllRanges(); sel.addRange(range);
   }
 
-  function differs(g, e) {
+  // largest finite value and subnormal spacing per format: a result that overflowed or
+  // underflowed exactly as correct rounding would is not marked
+  const LIMITS = { float16: [65504, Math.pow(2, -24)], bfloat16: [3.3895313892515355e38, Math.pow(2, -133)],
+    float32: [3.4028234663852886e38, Math.pow(2, -149)], float64: [Number.MAX_VALUE, Number.MIN_VALUE] };
+  function differs(g, e, dtype) {
     if (g === null || e === null) return g !== e;
     if (Number.isNaN(g) || Number.isNaN(e)) return Number.isNaN(g) !== Number.isNaN(e);
+    const lim = LIMITS[dtype] || LIMITS.float64;
+    if (!Number.isFinite(g) && Number.isFinite(e)) return !(Math.abs(e) > lim[0] && (g > 0) === (e > 0));
     if (!Number.isFinite(g) || !Number.isFinite(e)) return g !== e;
-    if (g === e) return false;
+    if (g === e || Math.abs(g - e) <= lim[1]) return false;
     if ((g < 0) !== (e < 0) && g !== 0 && e !== 0) return true;
     return Math.abs(g - e) > 0.01 * Math.max(Math.abs(e), Math.abs(g));
   }
@@ -502,10 +512,11 @@
 
   function prep(p) {
     const pts = [];
-    for (let k = 0; k < p.x.length; k++) {
-      const x = num(p.x[k]);
+    const xs = D.arrays[p.x], allow = D.arrays[p.allow];
+    for (let k = 0; k < xs.length; k++) {
+      const x = num(xs[k]);
       if (x === null || !Number.isFinite(x)) continue;
-      pts.push([x, num(p.ulp[k]), num(p.allow[k])]);
+      pts.push([x, num(p.ulp[k]), num(allow[k])]);
     }
     pts.sort(function (a, b) { return a[0] - b[0]; });
     return pts;
@@ -698,7 +709,7 @@
               if (!E.got[k].length) td.append(E.elements[k] === 0 ? "[] (empty)" : "[]");
               E.got[k].forEach(function (g, j) {
                 if (j) td.append(", ");
-                td.append(el("span", { class: differs(num(g), num(exp[j])) ? "mark" : null, text: fmt(g, 7) }));
+                td.append(el("span", { class: differs(num(g), num(exp[j]), D.dtypes[st.dtype]) ? "mark" : null, text: fmt(g, 7) }));
               });
             } else td.append(E.elements[k] === 0 ? "[] (empty)" : s + (E.elements[k] ? " (" + E.elements[k] + " elements)" : ""));
             tr.append(td);
@@ -706,13 +717,19 @@
           body.append(tr);
         });
         const args = meta.values ? Object.keys(meta.values).filter(function (a) { return meta.values[a] !== null && meta.values[a] !== undefined; }) : [];
-        out.append(el("div", { class: "edge-block" },
-          el("h3", null, el("code", { text: D.cases[c] }), meta.description ? el("span", { class: "muted small", text: " — " + meta.description }) : null),
+        const tally = {};
+        mine.forEach(function (k) { const s = D.statuses[E.status[k]]; tally[s] = (tally[s] || 0) + 1; });
+        const worst = SEV.find(function (s) { return tally[s]; }) || "pass";
+        const block = el("details", { class: "edge-block", open: worst !== "pass" },
+          el("summary", null, el("code", { text: D.cases[c] }), " ",
+            SEV.filter(function (s) { return tally[s]; }).map(function (s) { return el("span", { class: "badge s-" + s, text: s + " " + tally[s] }); }),
+            meta.description ? el("span", { class: "muted small", text: " — " + meta.description }) : null),
           args.length ? el("p", { class: "mono small" }, args.map(function (a, j) {
             const v = meta.values[a];
             return (j ? "; " : "") + a + " = " + (Array.isArray(v) ? "[" + v.map(function (x) { return fmt(x, 7); }).join(", ") + "]" : fmt(v, 7));
           })) : null,
-          el("table", { class: "edge" }, el("thead", null, head), body)));
+          el("table", { class: "edge" }, el("thead", null, head), body));
+        out.append(block);
       });
     }
     draw();
