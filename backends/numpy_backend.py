@@ -1,8 +1,10 @@
 """numpy: the loss as numpy users write it, carefully and naively.
 
 `formula` is what a careful numpy user writes: the symmetric logits form with a
-stable softplus, σ(±x) without cancellation, analytical gradients for all four
-arguments, 16-bit reductions accumulated in float32. It is the harness's own
+stable softplus, σ(±x) without cancellation, ∂/∂target split by the sign of x
+rather than a difference of two softplus values, analytical gradients for all four
+arguments, float16/bfloat16 computed in float32 and rounded once (the usual
+mixed-precision advice). It is the harness's own
 control: it must pass everything not listed as known.
 
 `naive` is the seed documents' other road: sigmoid first, then the BCE formula on
@@ -49,8 +51,9 @@ class NumpyBackend:
     def describe(self, implementation: str) -> str:
         if implementation == "formula":
             return ("w·[(1−y)·softplus(x) + p·y·softplus(−x)] with softplus(z) = max(z,0) + "
-                    "log1p(exp(−|z|)), analytical gradients; float16/bfloat16 sums accumulate "
-                    "in float32.")
+                    "log1p(exp(−|z|)), analytical gradients (∂/∂y split by the sign of x, no "
+                    "cancellation);"
+                    " float16/bfloat16 computed in float32 and rounded once.")
         return ("p = 1/(1+exp(−x)), then −w·[pos_weight·y·log(p) + (1−y)·log(1−p)], gradients "
                 "by the chain rule through p (as autodiff would); no clamping.")
 
@@ -61,32 +64,12 @@ class NumpyBackend:
             raise ValueError(f"Target size ({np.shape(call.target)}) must be the same as input "
                              f"size ({np.shape(call.input)})")
         args = {n: _cast(getattr(call, n), call.dtype_of(n)) for n in ARGS}
-        dt = np.result_type(*[a for a in args.values() if a is not None and a.dtype.kind == "f"]
-                            or [numpy_dtype(call.dtype)])
-        x = args["input"].astype(dt)
-        y = args["target"].astype(dt)
-        w = None if args["weight"] is None else args["weight"].astype(dt)
-        p = None if args["pos_weight"] is None else args["pos_weight"].astype(dt)
-        _check_broadcast(x.shape, call.weight, "weight")
-        _check_broadcast(x.shape, call.pos_weight, "pos_weight")
-        with np.errstate(all="ignore"):
-            if call.implementation == "formula":
-                elementwise, partials = _formula(x, y, w, p)
-            elif call.implementation == "naive":
-                elementwise, partials = _naive(x, y, w, p)
-            else:
-                raise ValueError(f"unknown implementation {call.implementation!r}")
-            value = _reduce(elementwise, call.reduction)
-            scale = 1.0 / x.size if call.reduction == "mean" and x.size else 1.0
-            grads: dict[str, np.ndarray] = {}
-            for name in call.grads:
-                g = partials.get(name)
-                if g is None:
-                    continue
-                arg = args[name]
-                g = (g.astype(np.float32) * np.float32(scale)).astype(dt) if dt.itemsize == 2 \
-                    else g * dt.type(scale)
-                grads[name] = _sum_to_shape(g, np.shape(arg)).astype(arg.dtype)
+        _check_broadcast(np.shape(call.input), call.weight, "weight")
+        _check_broadcast(np.shape(call.input), call.pos_weight, "pos_weight")
+        if call.implementation not in ("formula", "naive"):
+            raise ValueError(f"unknown implementation {call.implementation!r}")
+        value, grads = _compute(args, numpy_dtype(call.dtype), call.implementation,
+                                call.reduction, call.grads)
         return Result(value=value, grads=grads)
 
     def snippet(self, call: Call) -> str:
@@ -107,45 +90,52 @@ class NumpyBackend:
         return _snippet(call)
 
 
+def _compute(args, call_dtype, implementation, reduction, grad_names):
+    """The loss and its gradients: `run`'s arithmetic, inlined verbatim into snippets.
+
+    formula computes 16-bit formats in float32 and rounds once at the end; naive
+    computes in the format itself, as a naive user does.
+    """
+    floats = [a for a in args.values() if a is not None and a.dtype.kind == "f"]
+    dt = np.result_type(*floats) if floats else call_dtype
+    work = np.dtype(np.float32) if dt.itemsize == 2 and implementation == "formula" else dt
+    x, y, w, p = (None if args[n] is None else args[n].astype(work)
+                  for n in ("input", "target", "weight", "pos_weight"))
+    compute = _formula if implementation == "formula" else _naive
+    with np.errstate(all="ignore"):
+        elementwise, partials = compute(x, y, w, p)
+        value = _reduce(elementwise, reduction).astype(dt)
+        scale = 1.0 / x.size if reduction == "mean" and x.size else 1.0
+        grads = {}
+        for name in grad_names:
+            g = partials[name]
+            g = (g.astype(np.float32) * np.float32(scale)).astype(work) \
+                if work.itemsize == 2 else g * work.type(scale)
+            grads[name] = _sum_to_shape(g, np.shape(args[name])).astype(args[name].dtype)
+    return value, grads
+
+
 def _snippet(call: Call) -> str:
     values = literals(call)
     names = [call.dtype, *(call.dtype_of(n) for n in ARGS)]
     lines = ["import numpy as np"] + (["import ml_dtypes"] if "bfloat16" in names else [])
     if values is None:
         return "\n".join([*lines, "", *too_large()])
-    helpers = [_softplus, _sigmoid, _times, _formula, _nan_where_input_nan] \
-        if call.implementation == "formula" else [_naive]
-    helpers.append(_reduce)
-    if call.grads:
-        helpers.append(_sum_to_shape)
+    helpers = [_softplus, _sigmoid, _times, _formula, _nan_where_input_nan, _naive, _reduce,
+               _sum_to_shape, _compute]
     for helper in helpers:
         lines += ["", "", inspect.getsource(helper).rstrip()]
     lines += ["", "", "args = {"]
     lines += [f"    {name!r}: np.array({source}, dtype={_dtype(dtype)}),"
               for name, (source, dtype) in values.items()]
-    lines += ["}",
-              "dt = np.result_type(*[a for a in args.values() if a.dtype.kind == 'f']",
-              f"                    or [np.dtype({_dtype(call.dtype)})])",
-              "x = args['input'].astype(dt)",
-              "y = args['target'].astype(dt)",
-              "w = args['weight'].astype(dt)" if "weight" in values else "w = None",
-              "p = args['pos_weight'].astype(dt)" if "pos_weight" in values else "p = None",
-              "with np.errstate(all='ignore'):",
-              f"    elementwise, partials = _{call.implementation}(x, y, w, p)",
-              f"    value = _reduce(elementwise, {call.reduction!r})",
-              "    print('value', value.astype('float64').tolist())",
-              "    print('dtype', value.dtype.name)"]
-    if call.grads:
-        scale = "1.0 / x.size if x.size else 1.0" if call.reduction == "mean" else "1.0"
-        lines += [f"    scale = {scale}",
-                  f"    for name in {list(call.grads)!r}:",
-                  "        g = partials[name]",
-                  "        if dt.itemsize == 2:  # 16-bit: scaled in float32",
-                  "            g = (g.astype(np.float32) * np.float32(scale)).astype(dt)",
-                  "        else:",
-                  "            g = g * dt.type(scale)",
-                  "        g = _sum_to_shape(g, np.shape(args[name])).astype(args[name].dtype)",
-                  "        print('grad ' + name, g.astype('float64').tolist())"]
+    lines += ["}"]
+    lines += [f"args.setdefault({n!r}, None)" for n in ARGS if n not in values]
+    lines += [f"value, grads = _compute(args, np.dtype({_dtype(call.dtype)}), "
+              f"{call.implementation!r}, {call.reduction!r}, {tuple(call.grads)!r})",
+              "print('value', value.astype('float64').tolist())",
+              "print('dtype', value.dtype.name)",
+              "for name, g in grads.items():",
+              "    print('grad ' + name, g.astype('float64').tolist())"]
     return "\n".join(lines) + "\n"
 
 
@@ -184,26 +174,38 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return np.where(z >= 0, one / (one + e), e / (one + e))
 
 
-def _times(coef: np.ndarray, term: np.ndarray) -> np.ndarray:
-    """coef·term where an exact-zero coefficient makes the product zero, even if term is inf."""
-    return np.where(coef == 0, np.zeros_like(term), coef * term)
+def _times(a, b):
+    """a·b where an exact-zero factor makes the product zero even if the other is infinite
+    (the limit for fixed other arguments); NaN still propagates."""
+    product = a * b
+    vanish = ((a == 0) & ~np.isnan(b)) | ((b == 0) & ~np.isnan(a))
+    return np.where(vanish, np.zeros_like(product), product)
 
 
 def _formula(x, y, w, p):
     one = x.dtype.type(1)
     sp_pos, sp_neg = _softplus(x), _softplus(-x)
-    pos = y if p is None else p * y
-    unweighted = _times(one - y, sp_pos) + _times(pos, sp_neg)
+    pos = y if p is None else _times(p, y)
+    # ∂/∂y = p·sp(−x) − sp(x) without cancelling two softplus values: with
+    # sp(x) = x + sp(−x) it is (p−1)·sp(−x) − x for x ≥ 0 and (p−1)·sp(x) − p·x for x < 0,
+    # each a small term and a large one
+    d_target = -x if p is None else np.where(
+        x >= 0, _times(p - one, sp_neg) - x, _times(p - one, sp_pos) - _times(p, x))
+    symmetric = _times(one - y, sp_pos) + _times(pos, sp_neg)
+    # an infinite target: the limit sp(x) + y·(∂/∂y); the symmetric form gives inf − inf
+    unweighted = np.where(np.isinf(y), sp_pos + _times(y, d_target), symmetric)
     loss = unweighted if w is None else _times(w, unweighted)
     wt = one if w is None else w
     s_pos, s_neg = _sigmoid(x), _sigmoid(-x)
     partials = {
-        "input": wt * (_times(one - y, s_pos) - _times(pos, s_neg)),
-        "target": wt * ((sp_neg if p is None else _times(p, sp_neg)) - sp_pos),
+        "input": _times(wt, _times(one - y, s_pos) - _times(pos, s_neg)),
+        "target": _times(wt, d_target),
         "weight": unweighted,
-        "pos_weight": wt * _times(y, sp_neg),
+        "pos_weight": _times(wt, _times(y, sp_neg)),
     }
-    return _nan_where_input_nan(loss, x, y, w, p), partials
+    args = (x, y, w, p)
+    return (_nan_where_input_nan(loss, *args),
+            {k: _nan_where_input_nan(v, *args) for k, v in partials.items()})
 
 
 def _naive(x, y, w, p):
@@ -225,12 +227,14 @@ def _naive(x, y, w, p):
     return loss, partials
 
 
-def _nan_where_input_nan(loss, *args):
-    nan = np.zeros(loss.shape, dtype=bool)
+def _nan_where_input_nan(values, *args):
+    """NaN in any argument of an element makes everything of that element NaN."""
+    values = np.asarray(values)
+    nan = np.zeros(values.shape, dtype=bool)
     for a in args:
         if a is not None:
-            nan |= np.broadcast_to(np.isnan(a), loss.shape)
-    return np.where(nan, loss.dtype.type(np.nan), loss)
+            nan |= np.broadcast_to(np.isnan(a), values.shape)
+    return np.where(nan, values.dtype.type(np.nan), values)
 
 
 def _reduce(elementwise: np.ndarray, reduction: str) -> np.ndarray:
