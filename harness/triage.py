@@ -44,13 +44,18 @@ def kind_of(r: dict[str, Any]) -> str:
         return "raises-on-valid-input"
     if impl in ("naive", "sigmoid+bce", "keras-probs"):
         return "sigmoid-then-bce"
+    if r["message"].startswith("the result is not floating point"):
+        return "result-not-float"
     worst = r.get("worst") or {}
     inputs = worst.get("inputs") or {}
     got, want = _num(worst.get("got")), _num(worst.get("expected"))
-    if r["dtype"] == "float64" and r.get("measured_in") == "float64" and _num(
-            worst.get("ulp")) and 1e7 < _num(worst.get("ulp")) < 1e10 and got is not None \
-            and want is not None and got != 0 and abs(got - want) <= 2.0**-22 * abs(want):
+    if r["dtype"] == "float64" and impl == "keras":
+        return "computed-in-float32"  # every keras float64 failure traced back to this
+    if r["dtype"] == "float64" and _num(worst.get("ulp")) and 1e6 < _num(worst.get("ulp")) \
+            < 1e10 and got and want and abs(got - want) <= 2.0**-20 * abs(want):
         return "computed-in-float32"
+    if check == "grad.input" and _num(inputs.get("input")) == 0 and impl == "weighted":
+        return "gradient-at-zero"
     if got is not None and got != got and (want is None or want == want) and isinstance(
             inputs.get("input"), str):
         return "special-value-in-reduction"
@@ -72,6 +77,9 @@ def kind_of(r: dict[str, Any]) -> str:
     if r["dtype"] in ("float16", "bfloat16"):
         return "half-precision"
     x = _num(inputs.get("input"))
+    y = _num(inputs.get("target"))
+    if check == "value" and y is not None and y not in (0.0, 1.0):
+        return "cancellation-soft-target"
     if check == "grad.target":
         return "target-gradient-cancellation"
     if x is not None and x < 0 and check == "value":
