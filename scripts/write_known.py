@@ -173,7 +173,8 @@ def main(report_path: str, out: str = "cases/known.yaml") -> None:
     header = ("# Known discrepancies: what the real frameworks do differently from the reference,\n"
               "# found by the harness (python -m harness report; grouped by harness.triage) and\n"
               "# explained. A fail an entry covers is `known`; an entry whose calls pass is\n"
-              "# `fixed`. Regenerate with scripts/write_known.py after a full run; review the diff.\n")
+              "# `fixed`. Regenerate with scripts/write_known.py after a full run, and review\n"
+              "# the diff.\n")
     Path(out).write_text(header + yaml.safe_dump({"known": entries}, sort_keys=False, width=100,
                                                  allow_unicode=True))
     print(f"{len(entries)} entries → {out}")
