@@ -69,8 +69,11 @@ class Console:
         #: bars only on a terminal (or when a test forces them), never when quiet
         self.live = (tty if live is None else live) and not quiet
         no_color = os.environ.get("NO_COLOR", "") != ""
-        if width is None and not tty and "COLUMNS" not in os.environ:
-            width = 120  # a log file has no width; wide enough for the summary table
+        if width is None and not tty:
+            # a log file has no width: at least wide enough for the summary table, even
+            # where a parent exported a narrow COLUMNS (pytest-xdist workers do)
+            columns = os.environ.get("COLUMNS", "")
+            width = max(120, int(columns) if columns.isdigit() else 0)
         self.console = RichConsole(file=self.stream, no_color=no_color, highlight=False,
                                    force_terminal=True if live else None, width=width,
                                    soft_wrap=False)
