@@ -3,8 +3,8 @@
 `formula` is what a careful numpy user writes: the symmetric logits form with a
 stable softplus, σ(±x) without cancellation, ∂/∂target split by the sign of x
 rather than a difference of two softplus values, analytical gradients for all four
-arguments, float16/bfloat16 computed in float32 and rounded once (the usual
-mixed-precision advice). It is the harness's own
+arguments, float32/float16/bfloat16 computed in float64 and rounded once (the usual
+advice: compute the loss in higher precision). It is the harness's own
 control: it must pass everything not listed as known.
 
 `naive` is the seed documents' other road: sigmoid first, then the BCE formula on
@@ -53,7 +53,7 @@ class NumpyBackend:
             return ("w·[(1−y)·softplus(x) + p·y·softplus(−x)] with softplus(z) = max(z,0) + "
                     "log1p(exp(−|z|)), analytical gradients (∂/∂y split by the sign of x, no "
                     "cancellation);"
-                    " float16/bfloat16 computed in float32 and rounded once.")
+                    " float32/float16/bfloat16 computed in float64 and rounded once.")
         return ("p = 1/(1+exp(−x)), then −w·[pos_weight·y·log(p) + (1−y)·log(1−p)], gradients "
                 "by the chain rule through p (as autodiff would); no clamping.")
 
@@ -93,12 +93,13 @@ class NumpyBackend:
 def _compute(args, call_dtype, implementation, reduction, grad_names):
     """The loss and its gradients: `run`'s arithmetic, inlined verbatim into snippets.
 
-    formula computes 16-bit formats in float32 and rounds once at the end; naive
-    computes in the format itself, as a naive user does.
+    formula computes float32 and 16-bit formats in float64 and rounds once at the end
+    (intermediates near the format's overflow stay finite); naive computes in the
+    format itself, as a naive user does.
     """
     floats = [a for a in args.values() if a is not None and a.dtype.kind == "f"]
     dt = np.result_type(*floats) if floats else call_dtype
-    work = np.dtype(np.float32) if dt.itemsize == 2 and implementation == "formula" else dt
+    work = np.dtype(np.float64) if dt.itemsize <= 4 and implementation == "formula" else dt
     x, y, w, p = (None if args[n] is None else args[n].astype(work)
                   for n in ("input", "target", "weight", "pos_weight"))
     compute = _formula if implementation == "formula" else _naive
@@ -185,23 +186,30 @@ def _times(a, b):
 def _formula(x, y, w, p):
     one = x.dtype.type(1)
     sp_pos, sp_neg = _softplus(x), _softplus(-x)
+    finite = np.isfinite(x)
+
+    def scaled(c, t):
+        """c·t for t = softplus or σ of x: positive for finite x even where it underflowed
+        to 0, so an infinite c keeps the product infinite (the limit), unlike 0·c."""
+        return np.where(np.isinf(c) & finite & (t == 0), c, _times(c, t))
+
     pos = y if p is None else _times(p, y)
     # ∂/∂y = p·sp(−x) − sp(x) without cancelling two softplus values: with
     # sp(x) = x + sp(−x) it is (p−1)·sp(−x) − x for x ≥ 0 and (p−1)·sp(x) − p·x for x < 0,
     # each a small term and a large one
     d_target = -x if p is None else np.where(
-        x >= 0, _times(p - one, sp_neg) - x, _times(p - one, sp_pos) - _times(p, x))
-    symmetric = _times(one - y, sp_pos) + _times(pos, sp_neg)
+        x >= 0, scaled(p - one, sp_neg) - x, scaled(p - one, sp_pos) - _times(p, x))
+    symmetric = scaled(one - y, sp_pos) + scaled(pos, sp_neg)
     # an infinite target: the limit sp(x) + y·(∂/∂y); the symmetric form gives inf − inf
     unweighted = np.where(np.isinf(y), sp_pos + _times(y, d_target), symmetric)
     loss = unweighted if w is None else _times(w, unweighted)
     wt = one if w is None else w
     s_pos, s_neg = _sigmoid(x), _sigmoid(-x)
     partials = {
-        "input": _times(wt, _times(one - y, s_pos) - _times(pos, s_neg)),
+        "input": _times(wt, scaled(one - y, s_pos) - scaled(pos, s_neg)),
         "target": _times(wt, d_target),
         "weight": unweighted,
-        "pos_weight": _times(wt, _times(y, sp_neg)),
+        "pos_weight": _times(wt, scaled(y, sp_neg)),
     }
     args = (x, y, w, p)
     return (_nan_where_input_nan(loss, *args),

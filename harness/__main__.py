@@ -43,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--cases", action="append", default=[], metavar="PATH",
                    help="case file or folder (repeatable; default: the shipped cases/)")
     r.add_argument("--examples", type=int, default=None, metavar="N",
-                   help="Hypothesis-generated cases on top of the YAML ones")
+                   help="Hypothesis-generated cases on top of the YAML ones (default 80; 0: "
+                        "none)")
     r.add_argument("--seed", type=int, default=0, metavar="S", help="seed for --examples")
     r.add_argument("--device", action="append", default=[], metavar="NAME",
                    help="only this device, e.g. cpu or cuda:0 (repeatable)")
@@ -58,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--jobs", type=int, default=0, metavar="N",
                    help="backends run at once (default: all, each in its own process)")
     r.add_argument("--quiet", action="store_true", help="print only the final summary line")
+    r.add_argument("--shrink", type=int, default=None, metavar="N",
+                   help="failing generated cases shrunk to YAML reproductions in OUT/found "
+                        "(default 3; 0: none)")
 
     b = sub.add_parser("backends", help="list every backend found, available or why not")
     b.add_argument("--plugin", action="append", default=[], metavar="MODULE:ATTR")
@@ -139,19 +143,26 @@ def cmd_backends(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from harness import known, report
+    from harness.coverage import coverage
+    from harness.coverage import summary as coverage_summary
+    from harness.found import MAX_SHRINKS, shrink_failures
     from harness.progress import Console
     from harness.registry import UsageError, discover, select
     from harness.runner import RunOptions, expand, run_isolated
 
     started = time.monotonic()
-    cases = _load_cases(args.cases)
-    if args.examples:
-        from harness.strategies import generate_cases
+    from harness.strategies import DEFAULT_EXAMPLES, generate_cases
 
-        cases = cases + generate_cases(args.examples, args.seed)
+    cases = _load_cases(args.cases)
+    examples = DEFAULT_EXAMPLES if args.examples is None else args.examples
+    if examples < 0:
+        raise UsageError("--examples must be 0 or more (0 turns generation off).")
+    if examples:
+        cases = cases + generate_cases(examples, args.seed)
     entries = known.load(args.known if args.known else known.SHIPPED_KNOWN)
     chosen = select(discover(args.plugin), args.backend)
     trials = expand(cases, args.dtype)
+    coverage_table = coverage(cases, args.dtype)
     if not trials:
         raise UsageError("the selection leaves no trial to run (check --cases and --dtype).")
     opts = RunOptions(devices=tuple(args.device), dtypes=tuple(args.dtype),
@@ -160,6 +171,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     infos: dict[str, dict[str, Any]] = {}
     console = Console(quiet=args.quiet)
     console.start([c.name for c in chosen], len(cases), len(trials))
+    if not args.quiet:
+        console.log(f"{examples} generated examples (seed {args.seed}); "
+                    f"coverage: {coverage_summary(coverage_table)}")
     interrupted = False
     stats: dict[str, Any] = {}
     try:
@@ -172,13 +186,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     finally:
         sink.close(keep=interrupted)
         console.close()
+    found = [] if interrupted or args.shrink == 0 else shrink_failures(
+        sink.results, cases, {c.name: c.spec for c in chosen}, args.seed, args.out / "found",
+        MAX_SHRINKS if args.shrink is None else args.shrink)
     backends = [infos.get(c.name) or c.info() for c in chosen]
     run = {"interrupted": interrupted, "seconds": round(time.monotonic() - started, 2),
            "cases": len(cases), "trials": len(trials), "per_backend": stats,
-           "argv": sys.argv[1:], "seed": args.seed, "examples": args.examples or 0}
+           "argv": sys.argv[1:], "seed": args.seed, "examples": examples, "found": found}
     doc = report.build(backends, sink.results, run, report.case_index(cases))
+    doc["coverage"] = coverage_table
     json_path, html_path = report.write(doc, args.out)
     console.finish(doc, json_path, html_path)
+    for path in found:
+        print(f"shrunk reproduction: {path} (python -m harness report --cases {path})",
+              file=sys.stderr)
     if interrupted:
         print("interrupted: the report holds what finished", file=sys.stderr)
         return 130

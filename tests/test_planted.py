@@ -1,0 +1,134 @@
+"""The harness's power: every planted bug is caught by the default run, and shrinks.
+
+The default run is what `python -m harness report` does with no options: the
+shipped YAML cases plus `generate_cases(DEFAULT_EXAMPLES, 0)`. Each planted backend
+(tests/plugins/planted.py) carries one bug over a careful base; a bug counts as
+caught when some check fails for it where the same check passes for the bugless
+base (`PlantedControl`), so a catch is the bug's doing, not the base's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from backends.numpy_backend import NumpyBackend
+from harness import known
+from harness.cases import Case, load_cases
+from harness.runner import ReferenceCache, execute, expand, records_for
+from harness.shrink import failures, save_found, shrink
+from harness.strategies import DEFAULT_EXAMPLES, generate_cases
+from tests.plugins.planted import PLANTED, NanToZero, PlantedControl
+
+ROOT = Path(__file__).resolve().parent.parent
+BAD = ("fail", "error")
+
+
+class DefaultRun:
+    """Every trial of the default run, with the reference computed once for all backends."""
+
+    def __init__(self) -> None:
+        self.trials = expand(load_cases() + generate_cases(DEFAULT_EXAMPLES, 0))
+        self.refs = ReferenceCache()
+        self.entries = known.load(known.SHIPPED_KNOWN)
+
+    def records(self, backend: Any, implementation: str,
+                entries: list[known.Entry] | None = None) -> list[dict[str, Any]]:
+        out = []
+        for trial in self.trials:
+            outcome, seconds = execute(backend, trial.call(implementation, "cpu"))
+            out += records_for(backend.name, implementation, "cpu", trial, outcome, seconds,
+                               self.refs, self.entries if entries is None else entries)
+        return out
+
+
+def failing(records: list[dict[str, Any]]) -> set[tuple[str, str, str, str]]:
+    return {(r["case"], r["dtype"], r["reduction"], r["check"]) for r in records
+            if r["status"] in BAD}
+
+
+@pytest.fixture(scope="module")
+def run() -> DefaultRun:
+    return DefaultRun()
+
+
+@pytest.fixture(scope="module")
+def control(run: DefaultRun) -> set[tuple[str, str, str, str]]:
+    return failing(run.records(PlantedControl(), "planted", entries=[]))
+
+
+@pytest.mark.parametrize("planted", PLANTED, ids=[p.name for p in PLANTED])
+def test_the_default_run_catches_the_planted_bug(planted, run, control):
+    caught = failing(run.records(planted(), "planted", entries=[])) - control
+    assert caught, f"{planted.name} ({planted.bug}) passes the default run"
+
+
+def test_the_numpy_formula_backend_is_not_flagged(run):
+    bad = [r for r in run.records(NumpyBackend(), "formula") if r["status"] in BAD]
+    listing = "\n".join(f"  {r['case']} {r['dtype']} {r['reduction']} {r['check']}: "
+                        f"{r['message'][:120]}" for r in bad[:15])
+    assert not bad, (f"numpy/formula has {len(bad)} unexpected discrepancies in the default "
+                     f"run (fix them or list them in cases/known.yaml):\n{listing}")
+
+
+def test_a_planted_bug_found_on_a_large_case_shrinks_to_one_element(tmp_path):
+    """NaN turned into 0, found on a generated case of 50+ elements, shrinks to the
+    NaN alone; the saved file loads back and still fails."""
+    bug, base = NanToZero(), PlantedControl()
+    found = next(c for c in generate_cases(DEFAULT_EXAMPLES, 0) if c.input.size >= 50
+                 and ("value", "fail") in failures(bug, "planted", "cpu", c, [])
+                 - failures(base, "planted", "cpu", c, []))
+    small = shrink(bug, "planted", "cpu", found, seed=0, check="value", entries=[])
+    assert small is not None
+    assert small.input.size <= 2, (found.input.size, small.input.tolist())
+    assert np.isnan(small.input).any() or np.isnan(small.target).any()
+    assert ("value", "fail") in failures(bug, "planted", "cpu", small, [])
+    assert not failures(base, "planted", "cpu", small, [])
+    path = save_found(small, bug.name, "planted", "value fail: NaN became 0", tmp_path)
+    assert path.parent == tmp_path and path.suffix == ".yaml"
+    text = path.read_text()
+    assert f"--cases {path}" in text and f"--backend {bug.name}" in text
+    (loaded,) = load_cases([path])
+    for name in ("input", "target", "weight", "pos_weight"):
+        a, b = getattr(loaded, name), getattr(small, name)
+        assert (a is None and b is None) or a.tobytes() == b.tobytes()
+    assert ("value", "fail") in failures(bug, "planted", "cpu", loaded, [])
+
+
+def test_shrink_returns_none_when_the_case_passes():
+    base = PlantedControl()
+    passing = next(c for c in generate_cases(10, 0) if not failures(base, "planted", "cpu", c, []))
+    assert shrink(base, "planted", "cpu", passing, seed=0, entries=[]) is None
+
+
+def test_a_case_that_was_not_generated_still_shrinks():
+    """No seeded search to replay: the case-level steps alone find the one NaN."""
+    bug = NanToZero()
+    yaml_like = Case(name="file/nan", source="cases/x.yaml:3", description="",
+                     input=np.linspace(-3, 3, 40).reshape(5, 8),
+                     target=np.where(np.arange(40) == 17, np.nan, 1.0).reshape(5, 8),
+                     dtypes=("float32",), reductions=("sum",), grads=())
+    small = shrink(bug, "planted", "cpu", yaml_like, seed=0, entries=[])
+    assert small is not None and small.input.size == 1 and np.isnan(small.target).all()
+
+
+def test_the_cli_catches_a_planted_plugin(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "harness", "report", "--plugin",
+                        "tests.plugins.planted:PLANTED", "--backend", "planted-nan-to-zero",
+                        "--cases", str(ROOT / "cases" / "extremes.yaml"), "--examples", "3",
+                        "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 1, r.stdout + r.stderr
+    doc = json.loads((out / "report.json").read_text())
+    assert any(x["status"] == "fail" and x["backend"] == "planted-nan-to-zero"
+               for x in doc["results"])
+    assert any(x["case"].startswith("generated/s0-") for x in doc["results"])
