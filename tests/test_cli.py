@@ -21,6 +21,8 @@ cases:
 
 
 def harness(*args, cwd=ROOT, timeout=300):
+    if args and args[0] == "report" and "--examples" not in args:
+        args = (*args, "--examples", "0")  # these tests mean their own case files only
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
@@ -143,3 +145,17 @@ def test_second_device_is_compared_with_cpu(small, tmp_path):
     vs = [x for x in doc["results"] if x["check"] == "vs-cpu"]
     assert vs and all(x["device"] == "fake:0" for x in vs), r.stderr
     assert any("differs from cpu by up to 1 ulp" in x["message"] for x in vs)
+
+
+def test_same_seed_same_report_apart_from_timings(small, tmp_path):
+    docs = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        r = harness("report", "--backend", "numpy", "--cases", str(small), "--examples", "6",
+                    "--seed", "7", "--shrink", "0", "--out", str(out))
+        assert r.returncode in (0, 1), r.stderr
+        doc = load(out)
+        docs.append([{k: v for k, v in x.items() if k != "duration_s"} for x in doc["results"]])
+        assert doc["run"]["examples"] == 6 and doc["coverage"]["tables"]
+    assert docs[0] == docs[1]
+    assert any(x["case"].startswith("generated/s7-") for x in docs[0])
