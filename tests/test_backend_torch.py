@@ -20,6 +20,7 @@ import pytest
 from backends.torch_backend import IMPLEMENTATIONS, LEGACY, TorchBackend, _disagreement
 from harness.dtypes import numpy_dtype
 from harness.protocol import DTYPES, REDUCTIONS, Backend, Call, Result, Unsupported
+from tests.backend_expect import assert_close, expected
 
 torch = pytest.importorskip("torch", reason="torch is not installed")
 
@@ -33,42 +34,6 @@ X = np.array([[-2.0, -0.5, 0.0], [0.75, 1.5, 2.0]])
 Y = np.array([[0.0, 0.25, 0.5], [1.0, 1.0, 0.0]])
 W = np.array([0.5, 1.0, 2.0])
 P = np.array([1.0, 2.0, 3.0])
-RTOL = {"float16": 1e-2, "bfloat16": 4e-2, "float32": 1e-5, "float64": 1e-12}
-
-
-def expected(x, y, w=None, p=None, reduction="mean"):
-    """float64 loss and gradients: harness.reference when present, else CONTRACT §2's formula."""
-    try:
-        from harness import reference
-    except ImportError:
-        reference = None
-    if reference is not None:
-        return reference.loss(x, y, w, p, reduction), reference.grads(x, y, w, p, reduction)
-    wb = np.ones_like(x) if w is None else np.broadcast_to(w, x.shape)
-    pb = np.ones_like(x) if p is None else np.broadcast_to(p, x.shape)
-    sp = np.logaddexp(0.0, -x)  # softplus(-x)
-    lw = 1 + (pb - 1) * y
-    unweighted = (1 - y) * x + lw * sp
-    scale = 1 / x.size if reduction == "mean" else 1.0
-    loss = wb * unweighted
-    value = loss if reduction == "none" else np.asarray(loss.sum() * scale)
-    full = {"input": wb * ((1 - y) - lw / (1 + np.exp(x))), "target": wb * ((pb - 1) * sp - x),
-            "weight": unweighted, "pos_weight": wb * y * sp}
-    given = {"input": x, "target": y, "weight": w, "pos_weight": p}
-    return value, {n: _sum_to(g * scale, np.shape(given[n]))
-                   for n, g in full.items() if given[n] is not None}
-
-
-def _sum_to(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    g = g.sum(axis=tuple(range(g.ndim - len(shape))))
-    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
-    return g.sum(axis=axes, keepdims=True).reshape(shape)
-
-
-def assert_close(actual: np.ndarray, want: np.ndarray, dtype: str) -> None:
-    rtol = RTOL[dtype]
-    atol = rtol * max(1.0, float(np.max(np.abs(want), initial=0.0)))
-    np.testing.assert_allclose(np.asarray(actual, dtype=np.float64), want, rtol=rtol, atol=atol)
 
 
 def test_protocol_surface():
