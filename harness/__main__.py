@@ -141,6 +141,21 @@ def cmd_backends(args: argparse.Namespace) -> int:
     return 0
 
 
+def _canonical_order(results: list[dict[str, Any]], backends: list[dict[str, Any]],
+                     trials: list[Any]) -> None:
+    """Sort records as the run was planned, not as workers happened to finish, so the
+    same seed gives the same report (apart from timings). Stable: a call's checks
+    keep their order."""
+    trial_index = {(t.case.name, t.dtype, t.reduction): i for i, t in enumerate(trials)}
+    backend_index = {b["name"]: i for i, b in enumerate(backends)}
+    impl_index = {(b["name"], impl): i for b in backends
+                  for i, impl in enumerate(b.get("implementations", []))}
+    results.sort(key=lambda r: (backend_index.get(r["backend"], len(backend_index)),
+                                impl_index.get((r["backend"], r["implementation"]), 0),
+                                r["device"],
+                                trial_index.get((r["case"], r["dtype"], r["reduction"]), -1)))
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from harness import known, report
     from harness.coverage import coverage
@@ -190,6 +205,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         sink.results, cases, {c.name: c.spec for c in chosen}, args.seed, args.out / "found",
         MAX_SHRINKS if args.shrink is None else args.shrink)
     backends = [infos.get(c.name) or c.info() for c in chosen]
+    _canonical_order(sink.results, backends, trials)
     run = {"interrupted": interrupted, "seconds": round(time.monotonic() - started, 2),
            "cases": len(cases), "trials": len(trials), "per_backend": stats,
            "argv": sys.argv[1:], "seed": args.seed, "examples": examples, "found": found}

@@ -102,9 +102,8 @@ class Console:
             TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
             TextColumn("{task.fields[note]}", markup=False),
             console=self.console, transient=False, refresh_per_second=8)
-        width = max([len(b) for b in backends] + [8])
-        for name in backends:
-            self._add_task(name, width)
+        # bars appear as workers report: a backend's calls may be split over several
+        # workers (dtype shards), each with a bar of its own
         self._progress.start()
 
     def _add_task(self, name: str, width: int | None = None) -> TaskID:

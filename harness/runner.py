@@ -201,6 +201,7 @@ class Worker:
     """Parent-side state of one backend's worker process."""
 
     loaded: Loaded
+    dtypes: tuple[str, ...] = ()  # the shard of the backend's calls this worker runs
     process: Any = None
     conn: Connection | None = None
     info: dict[str, Any] | None = None
@@ -209,6 +210,10 @@ class Worker:
     deadline: float = 0.0
     restarts: int = 0
     done: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.loaded.name + (f" {'+'.join(self.dtypes)}" if self.dtypes else "")
     started_at: float = 0.0
     busy_s: float = 0.0
     calls: int = 0
@@ -251,16 +256,21 @@ class RunOptions:
     dtypes: tuple[str, ...] = ()
     timeout: float = 120.0  # seconds one call may take before its worker is killed
     startup_timeout: float = 300.0  # importing a framework on a busy machine is slow
-    jobs: int = 0  # concurrent workers; 0 = one per backend
+    jobs: int = 0  # concurrent workers; 0 = one per backend shard
     max_restarts: int = 3
+    # Each backend's calls are split by dtype over two workers: compilation work
+    # (JAX compiles every primitive per shape and dtype) splits cleanly by dtype,
+    # and the slowest framework no longer holds one core while the other idles.
+    shards: tuple[tuple[str, ...], ...] = (("float16", "bfloat16"), ("float32", "float64"))
 
 
-def plan(info: dict[str, Any], trials: list[Trial], opts: RunOptions) -> list[Task]:
-    """The calls one backend will make, from what it says it offers."""
+def plan(info: dict[str, Any], trials: list[Trial], opts: RunOptions,
+         shard: tuple[str, ...] = ()) -> list[Task]:
+    """The calls one backend (or one dtype shard of it) will make, from what it offers."""
     if info.get("availability") is not None:
         return []
     devices = [d for d in info["devices"] if not opts.devices or d in opts.devices]
-    dtypes = set(info["dtypes"])
+    dtypes = set(info["dtypes"]) & (set(shard) if shard else set(info["dtypes"]))
     tasks: list[Task] = []
     for i, trial in enumerate(trials):
         if trial.dtype not in dtypes:
@@ -281,7 +291,12 @@ def run_isolated(backends: list[Loaded], trials: list[Trial], opts: RunOptions,
     ctx = mp.get_context("spawn")
     refs = ReferenceCache()
     devices = DevicePairs(refs, entries)
-    workers = [Worker(b) for b in backends]
+    present = {t.dtype for t in trials}
+    shards = [tuple(d for d in s if d in present) for s in opts.shards] or [()]
+    shards = [s for s in shards if s] or [()]
+    if len(shards) == 1:
+        shards = [()]
+    workers = [Worker(b, dtypes=s) for b in backends for s in shards]
     queue = list(workers)
     active: list[Worker] = []
     limit = opts.jobs or len(workers)
@@ -307,9 +322,8 @@ def run_isolated(backends: list[Loaded], trials: list[Trial], opts: RunOptions,
             w.process.join(timeout=5)
             if w.process.is_alive():
                 w.process.kill()
-        stats[w.loaded.name] = {"calls": w.calls, "seconds": round(time.monotonic()
-                                                                    - w.started_at, 3),
-                                "restarts": w.restarts}
+        stats[w.label] = {"calls": w.calls, "seconds": round(time.monotonic() - w.started_at, 3),
+                          "restarts": w.restarts}
         if w in active:
             active.remove(w)
 
@@ -385,8 +399,8 @@ def run_isolated(backends: list[Loaded], trials: list[Trial], opts: RunOptions,
                     if w.info is None:
                         w.info = msg[1]
                         on_info(w.info)
-                        w.pending = plan(w.info, trials, opts)
-                        on_progress(w.loaded.name, 0, len(w.pending))
+                        w.pending = plan(w.info, trials, opts, w.dtypes)
+                        on_progress(w.label, 0, len(w.pending))
                         w.total = len(w.pending)
                     if not w.pending:
                         finish(w)
@@ -404,7 +418,7 @@ def run_isolated(backends: list[Loaded], trials: list[Trial], opts: RunOptions,
                     w.current = None
                     w.busy_s += duration
                     record_outcome(w, task, outcome, duration, again)
-                    on_progress(w.loaded.name, w.total - len(w.pending), w.total)
+                    on_progress(w.label, w.total - len(w.pending), w.total)
                     w.deadline = time.monotonic() + opts.timeout
                 elif kind == "idle":
                     finish(w)
