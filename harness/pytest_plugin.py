@@ -106,6 +106,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                             continue
                         params.append(Conformance(loaded.name, impl, dev, dt, i))
                         ids.append(f"{loaded.name}-{impl}-{dev}-{dt}-{case.name}")
+    if not params:
+        wanted = ", ".join(f"{k} {' '.join(v)}" for k, v in (
+            ("--device", sorted(devices)), ("--dtype", sorted(dtypes))) if v)
+        params = [pytest.param(None, marks=pytest.mark.skip(
+            reason=f"no installed backend offers {wanted or 'anything to run'}"))]
+        ids = ["nothing-selected"]
     metafunc.parametrize("conformance", params, ids=ids)
 
 

@@ -106,6 +106,8 @@ def test_aborting_and_hanging_workers_leave_a_complete_report(small, tmp_path):
     (["report", "--plugin", "no_such_mod:X"], "cannot be imported"),
     (["report", "--cases", "does/not/exist.yaml"], "no such file"),
     (["report", "--dtype", "float8"], "invalid choice"),
+    (["report", "--examples", "-1"], "--examples must be 0 or more"),
+    (["report", "--seed", "abc"], "invalid int value"),
 ])
 def test_bad_usage_exits_2_without_traceback(args, message, tmp_path):
     r = harness(*args, "--out", str(tmp_path / "o"))
@@ -159,3 +161,32 @@ def test_same_seed_same_report_apart_from_timings(small, tmp_path):
         assert doc["run"]["examples"] == 6 and doc["coverage"]["tables"]
     assert docs[0] == docs[1]
     assert any(x["case"].startswith("generated/s7-") for x in docs[0])
+
+
+def test_device_narrows_the_report(small, tmp_path):
+    out = tmp_path / "cpu"
+    r = harness("report", "--plugin", "tests.plugins.crashy:TwoDevices", "--backend",
+                "two-devices", "--device", "fake:0", "--cases", str(small), "--out", str(out))
+    assert r.returncode in (0, 1), r.stderr
+    devices = {x["device"] for x in load(out)["results"]}
+    assert devices == {"fake:0"}
+
+
+def test_pytest_backend_and_device_narrow_the_conformance_suite():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-m", "pytest", "tests/test_conformance.py", "-q",
+                        "--collect-only", "-p", "no:cacheprovider", "--backend", "numpy",
+                        "--device", "cpu", "--dtype", "float64"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    ids = [ln for ln in r.stdout.splitlines() if "test_conformance[" in ln]
+    assert ids and all("[numpy-" in ln and "-cpu-float64-" in ln for ln in ids)
+    r = subprocess.run([sys.executable, "-m", "pytest", "tests/test_conformance.py", "-q",
+                        "--collect-only", "-p", "no:cacheprovider", "--backend", "numpy",
+                        "--device", "cuda:0"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert "test_conformance[nothing-selected]" in r.stdout, r.stdout
+    r = subprocess.run([sys.executable, "-m", "pytest", "tests/test_conformance.py", "-q", "-rs",
+                        "-p", "no:cacheprovider", "--backend", "numpy", "--device", "cuda:0"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "no installed backend offers --device cuda:0" in r.stdout
