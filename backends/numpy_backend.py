@@ -251,8 +251,17 @@ def _reduce(elementwise: np.ndarray, reduction: str) -> np.ndarray:
     dt = elementwise.dtype
     acc = np.float32 if dt.itemsize == 2 else dt.type
     total = np.sum(elementwise, dtype=acc)
-    if reduction == "mean":
-        total = total / acc(elementwise.size) if elementwise.size else acc(np.nan)
+    if reduction == "mean" and elementwise.size:
+        big = np.max(np.abs(elementwise)) if np.isinf(total) else 0
+        if np.isfinite(big) and big > 0:
+            # the sum overflowed though every term is finite: sum the terms divided by
+            # the largest (one more rounding each), so a mean near the largest float is
+            # not lost to an infinite partial sum
+            total = np.sum(elementwise / big, dtype=acc) / acc(elementwise.size) * big
+        else:
+            total = total / acc(elementwise.size)
+    elif reduction == "mean":
+        total = acc(np.nan)
     return np.asarray(total).astype(dt)
 
 

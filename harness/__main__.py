@@ -8,6 +8,7 @@ names the file, the line and the fix, and no traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -52,12 +53,17 @@ def _parser() -> argparse.ArgumentParser:
                    help="only this dtype (repeatable)")
     r.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
                    help=f"where report.json and report.html go (default {DEFAULT_OUT})")
-    r.add_argument("--known", type=Path, default=None, metavar="FILE",
-                   help="known-discrepancy list (default: cases/known.yaml)")
+    r.add_argument("--known", type=Path, action="append", default=[], metavar="FILE",
+                   help="an expectations file on top of the shipped cases/expectations.yaml "
+                        "and those plugins ship (repeatable; format in docs/expectations.md)")
+    r.add_argument("--no-shipped-expectations", action="store_true",
+                   help="do not load cases/expectations.yaml (only --known files and plugins')")
     r.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
                    help="per-call limit before a backend's worker is killed (default 120)")
     r.add_argument("--jobs", type=int, default=0, metavar="N",
-                   help="backends run at once (default: all, each in its own process)")
+                   help="worker processes at once, for the calls and the shrinking; each "
+                        "backend's calls are split into dtype shards that queue for them "
+                        "(default: one per available core)")
     r.add_argument("--quiet", action="store_true", help="print only the final summary line")
     r.add_argument("--shrink", type=int, default=None, metavar="N",
                    help="failing generated cases shrunk to YAML reproductions in OUT/found "
@@ -157,27 +163,35 @@ def _canonical_order(results: list[dict[str, Any]], backends: list[dict[str, Any
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness import known, report
+    from harness import report
     from harness.coverage import coverage
     from harness.coverage import summary as coverage_summary
     from harness.found import MAX_SHRINKS, shrink_failures
+    from harness.phases import Phases, why
     from harness.progress import Console
     from harness.registry import UsageError, discover, select
-    from harness.runner import RunOptions, expand, run_isolated
+    from harness.runner import Pool, RunOptions, expand, run_isolated
+    from harness.verdict import expectations as expect
 
     started = time.monotonic()
     from harness.strategies import DEFAULT_EXAMPLES, generate_cases
 
+    if args.jobs < 0:
+        raise UsageError("--jobs must be 1 or more (0, the default: one per available core).")
     cases = _load_cases(args.cases)
     examples = DEFAULT_EXAMPLES if args.examples is None else args.examples
     if examples < 0:
         raise UsageError("--examples must be 0 or more (0 turns generation off).")
     if examples:
         cases = cases + generate_cases(examples, args.seed)
-    entries = known.load(args.known if args.known else known.SHIPPED_KNOWN)
+    entries = expect.load(args.known, shipped=not args.no_shipped_expectations)
     chosen = select(discover(args.plugin), args.backend)
     trials = expand(cases, args.dtype)
-    coverage_table = coverage(cases, args.dtype)
+    phases = Phases()
+    coverage_table, coverage_line = None, "coverage: not computed (see run.phases)"
+    with phases.run("coverage"):
+        coverage_table = coverage(cases, args.dtype)
+        coverage_line = coverage_summary(coverage_table)
     if not trials:
         raise UsageError("the selection leaves no trial to run (check --cases and --dtype).")
     opts = RunOptions(devices=tuple(args.device), dtypes=tuple(args.dtype),
@@ -187,39 +201,99 @@ def cmd_report(args: argparse.Namespace) -> int:
     console = Console(quiet=args.quiet)
     console.start([c.name for c in chosen], len(cases), len(trials))
     if not args.quiet:
-        console.log(f"{examples} generated examples (seed {args.seed}); "
-                    f"coverage: {coverage_summary(coverage_table)}")
-    interrupted = False
+        console.log(f"{examples} generated examples (seed {args.seed}); {coverage_line}")
     stats: dict[str, Any] = {}
+    pool = Pool(opts.jobs)
+    written = False  # whether report.json holds the records
     try:
-        stats = run_isolated(chosen, trials, opts, entries,
+        with phases.run("calls"):
+            try:
+                run_isolated(chosen, trials, opts, entries,
                              on_records=lambda name, recs: sink.add(recs),
                              on_info=lambda info: infos.__setitem__(info["name"], info),
-                             on_progress=console.on_progress)
-    except KeyboardInterrupt:
-        interrupted = True
+                             on_progress=console.on_progress, pool=pool, stats=stats)
+            finally:
+                console.close()
+        interrupted = phases.interrupted
+        with contextlib.suppress(OSError):
+            sink.close(keep=True)  # until report.json holds the records
+        run = {"interrupted": interrupted, "seconds": round(time.monotonic() - started, 2),
+               "cases": len(cases), "trials": len(trials), "jobs": pool.limit,
+               "per_backend": stats, "argv": sys.argv[1:], "seed": args.seed,
+               "examples": examples, "found": [], "phases": phases.records}
+        # what was measured goes to disk first; every later step is guarded
+        backends = [infos[c.name] for c in chosen if c.name in infos]
+        with phases.run("order"):
+            backends = [infos.get(c.name) or c.info() for c in chosen]
+            _canonical_order(sink.results, backends, trials)
+        doc: dict[str, Any] = {"run": run, "summary": report.summarize(sink.results),
+                               "results": sink.results}
+        json_path, html_path = args.out / "report.json", args.out / "report.html"
+        with phases.run("report.json"):
+            doc = report.build(backends, sink.results, run, report.case_index(cases),
+                               expectations=entries.finish())
+            if coverage_table is not None:
+                doc["coverage"] = coverage_table
+            json_path = report.write_json(doc, args.out)
+        if not phases.ok("report.json"):
+            with phases.run("report.json (records only)"):
+                json_path = report.write_json(doc, args.out)
+        written = phases.ok("report.json") or phases.ok("report.json (records only)")
+        if written and phases.ok("calls"):
+            with contextlib.suppress(OSError):
+                sink.path.unlink(missing_ok=True)
+        shrinks: list[dict[str, Any]] = []
+        if not phases.interrupted and args.shrink != 0 and phases.ok("calls"):
+            with phases.run("shrink"):
+                shrinks = shrink_failures(
+                    sink.results, cases, {c.name: c.spec for c in chosen}, args.seed,
+                    args.out / "found", MAX_SHRINKS if args.shrink is None else args.shrink,
+                    pool=pool, timeout=args.timeout, known=[str(k) for k in args.known],
+                    shipped=not args.no_shipped_expectations)
     finally:
-        sink.close(keep=interrupted)
-        console.close()
-    found = [] if interrupted or args.shrink == 0 else shrink_failures(
-        sink.results, cases, {c.name: c.spec for c in chosen}, args.seed, args.out / "found",
-        MAX_SHRINKS if args.shrink is None else args.shrink)
-    backends = [infos.get(c.name) or c.info() for c in chosen]
-    _canonical_order(sink.results, backends, trials)
-    run = {"interrupted": interrupted, "seconds": round(time.monotonic() - started, 2),
-           "cases": len(cases), "trials": len(trials), "per_backend": stats,
-           "argv": sys.argv[1:], "seed": args.seed, "examples": examples, "found": found}
-    doc = report.build(backends, sink.results, run, report.case_index(cases))
-    doc["coverage"] = coverage_table
-    json_path, html_path = report.write(doc, args.out)
-    console.finish(doc, json_path, html_path)
-    for path in found:
-        print(f"shrunk reproduction: {path} (python -m harness report --cases {path})",
-              file=sys.stderr)
+        pool.close()
+    run["found"] = [a["path"] for a in shrinks if a.get("path")]
+    if shrinks:
+        run["shrinks"] = shrinks
+    with phases.run("validate"):
+        report.validate(doc)
+    with phases.run("report.html"):
+        html_path = report.write_html(doc, args.out)
+    if not phases.ok("report.html"):
+        failed = phases.records[-1]
+        with phases.run("report.html (plain)"):
+            html_path = report.write_fallback_html(doc, args.out,
+                                                   f"the {failed['phase']} step failed: "
+                                                   f"{failed['why']}")
+    with phases.run("summary"):
+        console.finish(doc, json_path, html_path)
+    run["interrupted"] = interrupted = interrupted or phases.interrupted
+    run["seconds"] = round(time.monotonic() - started, 2)
+    try:
+        report.write_json(doc, args.out)  # again, now holding every phase
+    except Exception as exc:
+        print(f"report.json could not be rewritten with the phases: {why(exc)}", file=sys.stderr)
+        phases.records.append({"phase": "report.json (final)", "status": "failed",
+                               "seconds": 0.0, "why": why(exc)})
+    for a in shrinks:
+        what = f"{a['backend']}/{a['implementation']} {a['case']} {a['check']} [{a['kind']}]"
+        if a.get("path"):
+            print(f"shrunk reproduction of {what}: {a['path']}; re-run it with: {a['command']}",
+                  file=sys.stderr)
+        else:
+            print(f"not shrunk: {what}: {a.get('why')}", file=sys.stderr)
+    for p in phases.failed:
+        where = ("report.json holds every result (run.phases says what is missing)"
+                 if written else f"the records are in {sink.path}")
+        print(f"the {p['phase']} step failed: {p['why']}; {where}", file=sys.stderr)
     if interrupted:
-        print("interrupted: the report holds what finished", file=sys.stderr)
+        if args.quiet or not phases.ok("summary"):  # the summary says it otherwise
+            print("interrupted: the report holds what finished", file=sys.stderr)
         return 130
+    if phases.failed:
+        return 1
     return report.exit_code(sink.results)
+
 
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

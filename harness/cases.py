@@ -79,8 +79,9 @@ DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
     "bernoulli": ("p",),
     "loguniform": ("low", "high", "signs"),
 }
-#: Files a folder scan passes over: the known-discrepancy list lives beside the cases.
-SKIPPED_FILES: frozenset[str] = frozenset({"known.yaml"})
+#: Files a folder scan passes over: the expectations live beside the cases
+#: (known.yaml is their former name, still refused as a case file).
+SKIPPED_FILES: frozenset[str] = frozenset({"expectations.yaml", "known.yaml"})
 #: A guard against a typo such as `shape: [100000, 100000]` eating the machine.
 MAX_ELEMENTS = 10_000_000
 
@@ -283,7 +284,7 @@ def load_cases(paths: Sequence[str | os.PathLike[str]] | str | os.PathLike[str] 
     """Load and validate every case in `paths` (files and folders; None: the shipped cases).
 
     Folders are searched recursively for *.yaml / *.yml, passing over hidden folders
-    and `known.yaml` (the known-discrepancy list). Case names are
+    and `expectations.yaml` (the expectations). Case names are
     "<file stem>/<case name>" and must be unique across everything loaded. The first
     problem found raises `CaseFileError`; nothing is returned half-validated.
     """
@@ -334,9 +335,10 @@ def _case_files(paths: Any) -> list[Path]:
             if path.name in SKIPPED_FILES:
                 raise CaseFileError(
                     _display(path), None, None,
-                    f"{path.name} is the list of known discrepancies, not a case file",
-                    "Pass the cases folder or a case file; known discrepancies are read "
-                    "separately")
+                    f"{path.name} is a list of expectations (known discrepancies), not a "
+                    "case file",
+                    "Pass the cases folder or a case file; expectations are read "
+                    "separately (--known FILE)")
             found = [path]
         else:
             raise CaseFileError(_display(path), None, None, "there is no such file or folder",

@@ -186,3 +186,11 @@ def worst_index(distance: Distance) -> tuple[int, ...] | None:
     if ratio.reshape(-1)[flat] <= 0:
         flat = int(np.argmax(distance.ulps))
     return tuple(int(i) for i in np.unravel_index(flat, distance.ulps.shape))
+
+
+def largest_index(distance: Distance) -> tuple[int, ...] | None:
+    """Index of the element with the largest ulp error (what a pass reports as its max)."""
+    if distance.ulps.size == 0:
+        return None
+    flat = int(np.argmax(distance.ulps))
+    return tuple(int(i) for i in np.unravel_index(flat, distance.ulps.shape))

@@ -39,12 +39,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.records import READABLE_SCHEMA_VERSIONS, SEVERITY_ORDER, Status, decode_float
+from harness.records import UNEXPECTED as _UNEXPECTED
+
 KEY_FIELDS: tuple[str, ...] = ("backend", "implementation", "device", "dtype", "case",
                                "reduction", "check")
 #: Severity rank per status, least severe first; equal ranks are "changed", not worse.
-RANK: dict[str, int] = {"pass": 0, "fixed": 0, "skipped": 1, "unsupported": 1, "known": 2,
-                        "fail": 3, "error": 3}
-UNEXPECTED: tuple[str, ...] = ("fail", "error")
+RANK: dict[str, int] = {s.value: s.rank for s in Status}
+UNEXPECTED: tuple[str, ...] = tuple(sorted(_UNEXPECTED))
 DEFAULT_FACTOR = 2.0
 DEFAULT_MIN_ULP = 1.0
 DEFAULT_LIMIT = 20
@@ -147,9 +149,10 @@ def _structure_problem(doc: Any) -> str | None:
     missing = [k for k in ("schema_version", "results") if k not in doc]
     if missing:
         return f"it has no {' or '.join(repr(k) for k in missing)} field"
-    if doc["schema_version"] != 1:
+    if doc["schema_version"] not in READABLE_SCHEMA_VERSIONS:
+        versions = " and ".join(map(str, READABLE_SCHEMA_VERSIONS))
         return (f"its schema_version is {doc['schema_version']!r} and this harness reads "
-                "version 1 (diff it with the harness version that wrote it)")
+                f"versions {versions} (diff it with the harness version that wrote it)")
     results = doc["results"]
     if not isinstance(results, list):
         return "'results' is not a list"
@@ -167,12 +170,8 @@ def _structure_problem(doc: Any) -> str | None:
 # ---------------------------------------------------------------- comparing ----
 
 def _ulp(r: dict[str, Any] | None) -> float | None:
-    v = (r or {}).get("max_ulp")
-    if v is None or isinstance(v, bool):
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
+    f = decode_float((r or {}).get("max_ulp"))
+    if f is None:
         return None
     return math.inf if math.isnan(f) else f
 
@@ -249,8 +248,7 @@ def compare(old: dict[str, Any], new: dict[str, Any], factor: float = DEFAULT_FA
         else:
             d.unchanged += 1
     d.gone = [Change(key, o, None, o["status"]) for key, o in a.items() if key not in b]
-    sev = {s: i for i, s in enumerate(("error", "fail", "known", "unsupported", "skipped",
-                                       "fixed", "pass"))}
+    sev = {s: i for i, s in enumerate(SEVERITY_ORDER)}
 
     def order(c: Change) -> tuple[int, float]:
         r = c.new or c.old or {}

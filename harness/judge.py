@@ -1,9 +1,11 @@
 """From one call's outcome and the reference to the report's result records.
 
-A call yields several checks (CONTRACT §4): `shape`, `dtype`, `value`, one
-`grad.<name>` per gradient asked for, or a single `raises` check when the case
-expects an error. Each record is a plain JSON-ready dict, so the runner can stream
-records to disk the moment a call finishes.
+A call yields several checks: `shape`, `dtype`, `value`, one `grad.<name>` per
+gradient asked for, or a single `raises` check when the case expects an error. Each
+record is a plain JSON-ready dict (`harness.records.Record`), so the runner can
+stream records to disk the moment a call finishes. Next to each record the judge
+keeps its `Evidence` (which elements failed, the arguments, the two values), which
+the expectations need to decide whether *every* failing element is covered.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import numpy as np
 from harness import compare
 from harness.dtypes import dtype_name, promote
 from harness.protocol import Call, Result, Unsupported
+from harness.records import Record, encode_float
+from harness.verdict.expectations import Evidence
 
 
 @dataclass(frozen=True)
@@ -39,16 +43,7 @@ class Raised:
 Outcome = Result | Raised | Unsupported
 
 
-def fnum(x: Any) -> Any:
-    """A float for JSON: finite numbers as numbers, the rest as 'nan' / 'inf' / '-inf'."""
-    if x is None:
-        return None
-    v = float(x)
-    if np.isnan(v):
-        return "nan"
-    if np.isinf(v):
-        return "inf" if v > 0 else "-inf"
-    return v
+fnum = encode_float  # the one JSON float codec (harness.records)
 
 
 def _elem(arr: np.ndarray | None, index: tuple[int, ...], shape: tuple[int, ...]) -> Any:
@@ -63,26 +58,40 @@ SMALL = 16  # results this small carry every value, for the report's edge-case t
 PROFILE_POINTS = 600  # a sweep's error profile is thinned to this many points
 
 
+Judged = list[tuple[Record, Evidence | None]]
+
+
 def judge(call: Call, outcome: Outcome, expected: dict | Exception, raises: tuple[str, ...],
-          base: dict[str, Any], profile: bool = False) -> list[dict[str, Any]]:
-    """Records for one call. `expected` is reference.evaluate's output, or the
-    exception the reference raised for these arguments; `base` carries the fields
-    every record shares (backend, implementation, device, dtype, case, reduction...).
-    With `profile`, elementwise checks also carry the error at every input value
-    (thinned), for the report's "ulp error against the logit" plots."""
-    def record(check: str, status: str, message: str = "", **extra: Any) -> dict[str, Any]:
+          base: dict[str, Any], profile: bool = False) -> list[Record]:
+    """Records for one call (see `judge_call`, which also returns the evidence)."""
+    return [rec for rec, _ in judge_call(call, outcome, expected, raises, base, profile)]
+
+
+def judge_call(call: Call, outcome: Outcome, expected: dict | Exception,
+               raises: tuple[str, ...], base: dict[str, Any], profile: bool = False) -> Judged:
+    """Records for one call, each with the evidence expectations are matched against.
+
+    `expected` is reference.evaluate's output, or the exception the reference raised
+    for these arguments; `base` carries the fields every record shares (backend,
+    implementation, device, dtype, case, reduction...). With `profile`, elementwise
+    checks also carry the error at every input value (thinned), for the report's
+    "ulp error against the logit" plots."""
+    def record(check: str, status: str, message: str = "", **extra: Any) -> Record:
         return {**base, "check": check, "status": status, "message": message, **extra}
 
+    def whole(rec: Record) -> tuple[Record, Evidence]:
+        return rec, Evidence(call, rec["check"])
+
     if raises:
-        return [_judge_raises(outcome, raises, record)]
+        return [whole(_judge_raises(outcome, raises, record))]
     if isinstance(outcome, Unsupported):
-        return [record("value", "unsupported", outcome.reason)]
+        return [(record("value", "unsupported", outcome.reason), None)]
     if isinstance(outcome, Raised):
-        return [record("value", "error", str(outcome))]
+        return [whole(record("value", "error", str(outcome)))]
     if isinstance(expected, Exception):
-        return [record("value", "error",
-                       f"the reference refuses these arguments ({expected}); the case should "
-                       "declare `raises:`")]
+        return [(record("value", "error",
+                        f"the reference refuses these arguments ({expected}); the case should "
+                        "declare `raises:`"), None)]
     return _judge_result(call, outcome, expected, record, profile)
 
 
@@ -184,8 +193,8 @@ def _expected_dtype(call: Call) -> str:
 
 
 def _judge_result(call: Call, result: Result, expected: dict, record,
-                  profile: bool) -> list[dict[str, Any]]:
-    records: list[dict[str, Any]] = []
+                  profile: bool) -> Judged:
+    records: Judged = []
     value = np.asarray(result.value)
     want_dtype = _expected_dtype(call)
     ref_value = expected["value"]
@@ -199,7 +208,8 @@ def _judge_result(call: Call, result: Result, expected: dict, record,
         ref = expected.get(f"grad.{name}")
         if isinstance(g, np.ndarray) and ref is not None and g.shape != ref.value.shape:
             problems.append(f"grad.{name} has shape {g.shape}, expected {ref.value.shape}")
-    records.append(record("shape", "fail" if problems else "pass", "; ".join(problems)))
+    records.append((record("shape", "fail" if problems else "pass", "; ".join(problems)),
+                    Evidence(call, "shape")))
 
     # dtype: the value in the promoted dtype, each gradient in its argument's dtype
     problems = []
@@ -212,7 +222,8 @@ def _judge_result(call: Call, result: Result, expected: dict, record,
             arg_dtype = call.dtype_of(name)
             if _safe_dtype_name(g.dtype) != arg_dtype:
                 problems.append(f"grad.{name} is {_safe_dtype_name(g.dtype)}, expected {arg_dtype}")
-    records.append(record("dtype", "fail" if problems else "pass", "; ".join(problems)))
+    records.append((record("dtype", "fail" if problems else "pass", "; ".join(problems)),
+                    Evidence(call, "dtype")))
 
     records.append(_judge_quantity(call, "value", value, ref_value, want_dtype, record, profile))
     for name in call.grads:
@@ -222,9 +233,10 @@ def _judge_result(call: Call, result: Result, expected: dict, record,
         g = result.grads.get(name)
         check = f"grad.{name}"
         if isinstance(g, Unsupported):
-            records.append(record(check, "unsupported", g.reason))
+            records.append((record(check, "unsupported", g.reason), None))
         elif g is None:
-            records.append(record(check, "error", f"the backend returned no gradient for {name}"))
+            records.append((record(check, "error",
+                                   f"the backend returned no gradient for {name}"), None))
         else:
             records.append(_judge_quantity(call, check, np.asarray(g), ref, call.dtype_of(name),
                                            record, profile))
@@ -239,31 +251,30 @@ def _safe_dtype_name(dt: np.dtype) -> str:
 
 
 def _judge_quantity(call: Call, check: str, got: np.ndarray, ref, want_dtype: str,
-                    record, profile: bool = False) -> dict[str, Any]:
+                    record, profile: bool = False) -> tuple[Record, Evidence | None]:
     if got.shape != ref.value.shape:
-        return record(check, "skipped", "not compared: the shape differs (see the shape check)")
+        return record(check, "skipped",
+                      "not compared: the shape differs (see the shape check)"), None
     if got.dtype.kind not in "fc" and _safe_dtype_name(got.dtype) != "bfloat16":
-        return record(check, "fail", f"the result is not floating point ({got.dtype})",
-                      max_ulp=None, worst=None)
+        return (record(check, "fail", f"the result is not floating point ({got.dtype})",
+                       max_ulp=None, worst=None), Evidence(call, check))
     measured = compare.coarser(want_dtype, got.dtype)
     with np.errstate(invalid="ignore", over="ignore"):
         got64 = got.astype(np.float64)
     dist = compare.compare(got64, ref.value, ref.cond, ref.spread, ref.terms, measured)
-    passed = dist.passed
+    failing = ~dist.within
+    evidence = Evidence(call, check, failing=failing, expected=ref.value, got=got64,
+                        measured=measured)
+    passed = not failing.any()
     extra: dict[str, Any] = {"measured_in": measured, "elements": int(got.size)}
     if got.size == 0:
         return record(check, "pass", "empty result", max_ulp=0.0, allowance=None, worst=None,
-                      **extra)
+                      **extra), evidence
     idx = compare.worst_index(dist)
-    worst = {
-        "index": list(idx),
-        "expected": fnum(ref.value[idx]),
-        "got": fnum(got64[idx]),
-        "ulp": fnum(dist.ulps[idx]),
-        "allowance": fnum(dist.allowance[idx]),
-        "cond": fnum(ref.cond[idx]),
-        "inputs": _worst_inputs(call, check, idx),
-    }
+    worst = _element(call, check, idx, got64, ref, dist)
+    largest_idx = compare.largest_index(dist)
+    largest = worst if largest_idx == idx else _element(call, check, largest_idx, got64, ref,
+                                                          dist)
     if got.size <= SMALL:
         extra["values"] = {"got": [fnum(v) for v in got64.reshape(-1)],
                            "expected": [fnum(v) for v in ref.value.reshape(-1)]}
@@ -273,17 +284,33 @@ def _judge_quantity(call: Call, check: str, got: np.ndarray, ref, want_dtype: st
             "x": [fnum(v) for v in np.asarray(call.input, dtype=np.float64)[::step]],
             "ulp": [fnum(v) for v in dist.ulps[::step]],
             "allowance": [fnum(v) for v in dist.allowance[::step]]}
-    max_ulp = float(np.max(dist.ulps))
-    n_bad = int(np.count_nonzero(~dist.within))
+    max_ulp = float(dist.ulps[largest_idx])
+    n_bad = int(np.count_nonzero(failing))
     if passed:
-        message = f"max {_fmt_ulp(max_ulp)} ulp ({measured})"
+        message = (f"max {_fmt_ulp(max_ulp)} ulp ({measured}) at {list(largest_idx)}: got "
+                   f"{largest['got']}, expected {largest['expected']}, "
+                   f"{_fmt_ulp(dist.allowance[largest_idx])} ulp allowed there")
     else:
         message = (f"{n_bad} of {got.size} element(s) beyond the allowance; worst at {list(idx)}: "
                    f"got {worst['got']}, expected {worst['expected']} "
                    f"({_fmt_ulp(dist.ulps[idx])} ulp > {_fmt_ulp(dist.allowance[idx])} allowed)")
     return record(check, "pass" if passed else "fail", message, max_ulp=fnum(max_ulp),
                   allowance=fnum(dist.allowance[idx]), cond=fnum(ref.cond[idx]), worst=worst,
-                  **extra)
+                  largest=largest, **extra), evidence
+
+
+def _element(call: Call, check: str, idx: tuple[int, ...], got64: np.ndarray, ref,
+             dist: compare.Distance) -> dict[str, Any]:
+    """One element of a checked quantity, as the report shows it."""
+    return {
+        "index": list(idx),
+        "expected": fnum(ref.value[idx]),
+        "got": fnum(got64[idx]),
+        "ulp": fnum(dist.ulps[idx]),
+        "allowance": fnum(dist.allowance[idx]),
+        "cond": fnum(ref.cond[idx]),
+        "inputs": _worst_inputs(call, check, idx),
+    }
 
 
 def _worst_inputs(call: Call, check: str, idx: tuple[int, ...]) -> dict[str, Any]:

@@ -38,8 +38,11 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-STATUSES: tuple[str, ...] = ("pass", "fail", "error", "known", "fixed", "unsupported", "skipped")
-UNEXPECTED: tuple[str, ...] = ("fail", "error")
+from harness.records import STATUS_ORDER
+from harness.records import UNEXPECTED as _UNEXPECTED
+
+STATUSES: tuple[str, ...] = STATUS_ORDER
+UNEXPECTED: frozenset[str] = _UNEXPECTED
 STYLE: dict[str, str] = {"pass": "green", "fail": "bold red", "error": "bold magenta",
                          "known": "yellow", "fixed": "cyan", "unsupported": "dim",
                          "skipped": "dim"}
@@ -153,14 +156,22 @@ class Console:
         self.close()
         results = report.get("results", [])
         if not self.quiet:
+            stopped = self._stopped(report)
             for b in report.get("backends", []):
                 name = b.get("name", "?")
                 if b.get("availability"):
                     self._line(f"{name}: not run — {b['availability']}", style="dim")
-                elif name in self._backends and name not in self._finished and not self.live:
+                elif name in stopped:
                     self._line(f"{name}: stopped before it finished", style="yellow")
+            per_shard = (report.get("run") or {}).get("per_backend") or {}
+            for label, shard in per_shard.items():
+                if isinstance(shard, dict) and shard.get("abandoned"):
+                    self._line(f"{label}: given up, {shard['abandoned']}", style="yellow")
             self.console.print(summary_table(report))
             self._unexpected(results, json_path)
+            argv = (report.get("run") or {}).get("argv") or []
+            narrowed = any(a.split("=")[0] in ("--cases", "--dtype", "--device") for a in argv)
+            self._expectations(report.get("expectations") or [], narrowed)
             if (report.get("run") or {}).get("interrupted"):
                 self._line("interrupted: the report holds only the calls that finished",
                            style="bold yellow")
@@ -178,12 +189,42 @@ class Console:
         text.append(f" → {json_path} and {html_path}")
         self.console.print(text, soft_wrap=True)
 
+    def _backend_of(self, label: str) -> str:
+        """The backend a progress label belongs to: its name, or its name and a dtype
+        shard ("torch float16+bfloat16")."""
+        for name in sorted(self._backends, key=len, reverse=True):
+            if label == name or label.startswith(name + " "):
+                return name
+        return label
+
+    def _stopped(self, report: dict[str, Any]) -> set[str]:
+        """The backends that really did not finish their calls.
+
+        A run that ended on its own finished every shard of every backend (a shard
+        given up after repeated crashes recorded its remaining calls as errors and
+        is reported as such). Only an interrupted run, or one whose calls step failed,
+        leaves shards unfinished: the runner's statistics say which (`finished`
+        false), and a backend that never reported progress never finished either.
+        """
+        run = report.get("run") or {}
+        per_shard = run.get("per_backend") or {}
+        stopped = {self._backend_of(label) for label, shard in per_shard.items()
+                   if isinstance(shard, dict) and shard.get("finished") is False}
+        calls_failed = any(p.get("phase") == "calls" and p.get("status") == "failed"
+                           for p in run.get("phases") or [])
+        if run.get("interrupted") or calls_failed:
+            reported = {self._backend_of(label) for label in self._started}
+            stopped |= {name for name in self._backends if name not in reported}
+            stopped |= {self._backend_of(label) for label in self._started
+                        if label not in self._finished}
+        return stopped
+
     def _unexpected(self, results: list[dict[str, Any]], json_path: Path) -> None:
         bad = [r for r in results if r["status"] in UNEXPECTED]
         if not bad:
             return
-        self._line(f"{len(bad)} unexpected (fail or error, not covered by a known entry):",
-                   style="bold")
+        self._line(f"{len(bad)} unexpected (fail or error with an element no expectation "
+                   "covers):", style="bold")
         for r in bad[:SHOW_UNEXPECTED]:
             line = Text("  ")
             line.append(r["status"].upper(), style=STYLE[r["status"]])
@@ -193,6 +234,31 @@ class Console:
             self.console.print(line, soft_wrap=True)  # one grep-able line per failure
         if len(bad) > SHOW_UNEXPECTED:
             self._line(f"  … and {len(bad) - SHOW_UNEXPECTED} more in {json_path}")
+
+    def _expectations(self, summaries: list[dict[str, Any]], narrowed: bool = False) -> None:
+        """Expectations that need an edit: fixed (remove or narrow) and unused (stale).
+
+        Every shipped expectation is shown failing by the shipped cases, so on a run
+        over all of them these lists are empty until a framework changes; a run
+        narrowed by --cases, --dtype or --device may simply not reach an expectation's
+        cases, and the line says so rather than advise an edit."""
+        for status, style, advice in (
+                ("fixed", "cyan", "every element it covers passes now: remove or narrow it"),
+                ("unused", "yellow", "its backend ran but it covered nothing: a stale or "
+                                     "mistyped entry")):
+            hit = [e for e in summaries if e.get("status") == status]
+            if not hit:
+                continue
+            if narrowed:
+                advice = ("this run was narrowed by --cases, --dtype or --device, so its "
+                          "cases may not reach them")
+            self._line(f"{len(hit)} expectation(s) {status}: {advice}", style=style)
+            for e in hit[:SHOW_UNEXPECTED]:
+                self._line(f"  {e['id']} {e['backend']} {e['kind']}"
+                           + (f" where {e['where']}" if e.get("where") else ""))
+            if len(hit) > SHOW_UNEXPECTED:
+                self._line(f"  … and {len(hit) - SHOW_UNEXPECTED} more in report.json "
+                           "`expectations`")
 
     def _line(self, message: str, style: str | None = None) -> None:
         self.console.print(Text(message, style=style or ""), soft_wrap=True)

@@ -2,9 +2,10 @@
 
 Any test that takes the `conformance` fixture is parametrized over backend ×
 implementation × device × dtype × case; each test runs the case's reductions and
-fails with the discrepancy and a reproduction snippet. Known discrepancies behave
-as strict xfails: a known fail is xfailed with its reason, and a known entry that
-now passes fails the test, so fixes upstream are noticed.
+fails with the discrepancy and a reproduction snippet. A failure every element of
+which an expectation covers (docs/expectations.md) is xfailed with the
+expectation's reason; whether an expectation is `fixed` or `unused` is a verdict
+over a whole run, which `python -m harness report` gives.
 
 Options: --backend, --device, --dtype, --plugin, --cases, --known.
 """
@@ -38,8 +39,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="also load this backend plugin (repeatable)")
     group.addoption("--cases", action="append", default=[], metavar="PATH",
                     help="case files or folders (default: the shipped cases/)")
-    group.addoption("--known", default=None, metavar="FILE",
-                    help="known-discrepancy list (default: cases/known.yaml)")
+    group.addoption("--known", action="append", default=[], metavar="FILE",
+                    help="an expectations file on top of the shipped one and plugins' "
+                         "(repeatable)")
 
 
 @dataclass(frozen=True)
@@ -59,14 +61,15 @@ class Conformance:
 def _setup(config: pytest.Config) -> dict[str, Any]:
     if "backends" in _STATE:
         return _STATE
-    from harness import known
     from harness.cases import load_cases
     from harness.registry import UsageError, discover, select
 
     try:
         loaded = select(discover(config.getoption("--plugin")), config.getoption("--backend"))
         cases = load_cases(config.getoption("--cases") or None)
-        entries = known.load(config.getoption("--known") or known.SHIPPED_KNOWN)
+        from harness.verdict import expectations as expect
+
+        entries = expect.load(config.getoption("--known"))
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
     _STATE.update(backends=loaded, cases=cases, entries=entries, infos={})
@@ -117,24 +120,24 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def run_conformance(c: Conformance, config: pytest.Config) -> None:
     """Run one parametrized conformance test (called by tests/test_conformance.py)."""
+    from harness.records import UNEXPECTED
     from harness.repro import snippet
     from harness.runner import Trial, run_inprocess
 
     state = _setup(config)
     loaded = next(b for b in state["backends"] if b.name == c.backend)
     case = state["cases"][c.case_index]
-    bad, fixed, known_reasons = [], [], []
+    bad, known_reasons = [], []
     for reduction in case.reductions:
         trial = Trial(case, c.dtype, reduction)
         records = run_inprocess(loaded.backend, trial, c.implementation, c.device,
                                 state["refs"], state["entries"])
         for r in records:
-            if r["status"] in ("fail", "error"):
+            if r["status"] in UNEXPECTED:
                 bad.append((r, trial))
-            elif r["status"] == "fixed":
-                fixed.append(r)
             elif r["status"] == "known":
-                known_reasons.append(f"[{reduction}] {r['check']}: {r['known']['reason']}")
+                known_reasons.append(f"[{reduction}] {r['check']}: "
+                                     f"{r['expected_by'][0]['reason']}")
     if bad:
         lines = [f"{len(bad)} unexpected discrepancies for {c} on case {case.name} "
                  f"({case.source}):"]
@@ -146,8 +149,5 @@ def run_conformance(c: Conformance, config: pytest.Config) -> None:
         lines.append(snippet(loaded.backend, loaded.spec, trial.call(c.implementation, c.device),
                              case.name, case.source))
         pytest.fail("\n".join(lines), pytrace=False)
-    if fixed:
-        pytest.fail("a known discrepancy no longer happens (strict xfail): "
-                    + "; ".join(r["message"] for r in fixed[:3]), pytrace=False)
     if known_reasons:
         pytest.xfail("known: " + " | ".join(sorted(set(known_reasons))[:3]))

@@ -70,7 +70,7 @@ Condition numbers
 -----------------
 ``evaluate`` returns, next to each value, the componentwise relative condition
 number ``sum_z |z * dq/dz| / |q|`` over the arguments present (an absent weight or
-pos_weight is a constant, not an input; in the loss and d/dw the target counts as its
+pos_weight is a constant, not an input; in the loss, d/dx and d/dw the target counts as its
 two coefficients ``1 - y`` and ``y``), the cancellation ``spread`` of a sum and the
 number of terms. They are float64 estimates meant for tolerances, computed on frexp
 mantissas so that they neither overflow nor produce NaN for finite inputs; the second
@@ -514,11 +514,11 @@ def _cond_numerators(b, has_w: bool, has_p: bool):
 
     With ``A = sp(x)``, ``N = sp(-x)``, ``sX = s(x)``, ``sN = s(-x)``, ``D = sX*sN`` (the
     derivative of s), ``l = 1 - y + p*y`` and the brackets G, K, B, Y of ``_chunk``.
-    In the loss (and d/dw) the target is perturbed as its two coefficients ``c = 1 - y``
-    and ``d = y``, each a separate input (see the comments below); in d/dx it is one input:
+    In the loss, d/dx and d/dw the target is perturbed as its two coefficients
+    ``c = 1 - y`` and ``d = y``, each a separate input (see the comments below):
 
     * loss/w = G = c*A + p*d*N:  x: |x*K|,  c: |c*A|,  d: |p*d*N|,  p: |p*Y|,  w: |G|
-    * gx/w = K = (1-y)*sX - p*y*sN:  x: |x*l*D| (dK/dx = l*D),  y: |y*(sX + p*sN)|,
+    * gx/w = K = c*sX - p*d*sN:  x: |x*l*D| (dK/dx = l*D),  c: |c*sX|,  d: |p*d*sN|,
       p: |p*y*sN|,  w: |K|
     * gy/w = B = p*N - A:  x: |x*(p*sN + sX)|,  p: |p*N|,  w: |B|   (no target in B)
     * gw = G:  as the loss without the w term (gw does not depend on w)
@@ -553,9 +553,11 @@ def _cond_numerators(b, has_w: bool, has_p: bool):
     if has_p:
         pn = (np.sign(b["p"][0]) * pn[0], pn[1])
     sxpn = _sf_sum([sx, pn], signed=True)
-    # ∂/∂x keeps y as one input: every framework forms σ(x) − y, which is backward
-    # stable in (x, y) but not in (1 − y, y), and is the yardstick a good gradient meets
-    kt = [_sf_mul(a, b["l"], d), _sf_mul(y, sxpn)]
+    # ∂/∂x counts the target as the same two coefficients, 1 − y and p·y (each term's
+    # own size, |(1 − y)·σ(x)| and |p·y·σ(−x)|): an exact hard label is not a perturbed
+    # input. Counting y alone (|y·(σ(x) + p·σ(−x))|) allowed any answer wherever
+    # |∂L/∂x| < ε/4 at y = 1, e.g. 0 for the exact −5.55e−17 at x = 37.43.
+    kt = [_sf_mul(a, b["l"], d), _sf_mul(c1, sx), _sf_mul(b["py"], sn)]
     if has_w:
         kt.append((np.abs(b["K"][0]), b["K"][1]))
     if has_p:
@@ -887,7 +889,8 @@ def _evaluate(input, target, weight, pos_weight, reduction, want_value, grad_nam
                 nm_, ne_ = r[_NUMKEY[pl.key]]
                 if pl.key[0] == "w" and wc is not None:
                     mw, ew = _frexp(wc)
-                    nm_ = nm_ * np.abs(mw)
+                    with np.errstate(invalid="ignore"):  # inf·0 where an argument is
+                        nm_ = nm_ * np.abs(mw)           # special: same bits, no warning
                     ne_ = ne_ + ew
                 if spc is not None:
                     nm_ = np.where(spc, 0.0, nm_)

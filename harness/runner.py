@@ -1,10 +1,12 @@
 """Driving backends over cases: trials, the reference, isolation, streaming.
 
 A *trial* is one case in one dtype with one reduction; the reference is evaluated
-once per trial and shared by every backend. Each backend runs in a worker process
-of its own, so a segfault, an abort or a hang in one framework costs that backend
-the call in flight (recorded as `error`, the worker restarted for the rest) and
-never the other backends' results. Records are handed to the caller the moment a
+once per trial and shared by every backend. Backends run in worker processes (a
+`Pool`, at most one per available core by default; each backend's calls split into
+dtype shards that queue for them), so a segfault, an abort or a hang in one
+framework costs that backend the call in flight (recorded as `error`, the worker
+restarted for the rest, the backend given up after `max_restarts`) and never the
+other backends' results. Records are handed to the caller the moment a
 call finishes, so an interrupted run keeps everything it finished.
 """
 
@@ -12,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import os
+import signal
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -22,10 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from harness import judge, known, reference
+from harness import judge, reference
 from harness.cases import Case
 from harness.protocol import GRAD_NAMES, REDUCTIONS, Call, Result, Unsupported
 from harness.registry import Loaded, load_spec
+from harness.verdict.expectations import Evidence, Expectations
 
 
 @dataclass(frozen=True)
@@ -113,21 +118,22 @@ def repeats(trial: Trial) -> bool:
 
 def records_for(backend_name: str, implementation: str, device: str, trial: Trial,
                 outcome: judge.Outcome, duration: float, refs: ReferenceCache,
-                entries: list[known.Entry],
+                entries: Expectations,
                 again: judge.Outcome | None = None) -> list[dict[str, Any]]:
-    """Judge one finished call (and its repetition, if any); apply the known list."""
+    """Judge one finished call (and its repetition, if any); apply the expectations."""
     call = trial.call(implementation, device)
     base = base_fields(backend_name, implementation, device, trial)
     base["duration_s"] = round(duration, 6)
     profile = "sweep" in trial.case.tags and trial.reduction == "none"
-    recs = judge.judge(call, outcome, refs.get(trial), tuple(trial.case.raises), base, profile)
+    judged = judge.judge_call(call, outcome, refs.get(trial), tuple(trial.case.raises), base,
+                              profile)
     if again is not None:
-        recs.append(judge.determinism(outcome, again, base))
-    return known.apply(recs, entries)
+        judged.append((judge.determinism(outcome, again, base), Evidence(call, "determinism")))
+    return entries.apply(judged)
 
 
 def run_inprocess(backend: Any, trial: Trial, implementation: str, device: str,
-                  refs: ReferenceCache, entries: list[known.Entry]) -> list[dict[str, Any]]:
+                  refs: ReferenceCache, entries: Expectations) -> list[dict[str, Any]]:
     """One call in this process (the pytest conformance suite uses this)."""
     call = trial.call(implementation, device)
     outcome, duration = execute(backend, call)
@@ -172,7 +178,16 @@ def single_threaded() -> None:
 
 
 def _worker_main(spec: str, conn: Connection) -> None:  # pragma: no cover - runs in a child
-    """Load the backend, report what it offers, then run tasks as they are sent."""
+    """Load the backend, say what it offers, then do what the parent sends, in order.
+
+    Messages from the parent: ("trials", list) keeps the run's trials; ("calls",
+    tasks) runs them, answering ("start", id) and ("done", ...) for each, then
+    ("idle",); ("shrink", job) shrinks one failure (harness.found.shrink_job),
+    answering ("tick",) before every backend call and ("shrunk", answer) at the end;
+    None (or the parent gone) ends the worker. Ctrl-C is the parent's to handle: it
+    records what finished and ends the workers.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     single_threaded()
     try:
         backend = load_spec(spec)
@@ -181,43 +196,173 @@ def _worker_main(spec: str, conn: Connection) -> None:  # pragma: no cover - run
         conn.send(("fatal", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"))
         return
     conn.send(("info", info))
-    trials: list[Trial] = conn.recv()
+    trials: list[Trial] = []
     while True:
-        batch = conn.recv()
-        if batch is None:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
             break
-        for task in batch:
-            conn.send(("start", task.id))
-            trial = trials[task.trial]
-            call = trial.call(task.implementation, task.device)
-            outcome, duration = execute(backend, call)
-            again = execute(backend, call)[0] if repeats(trial) else None
-            conn.send(("done", task.id, outcome, duration, again))
-        conn.send(("idle",))
+        if msg is None:
+            break
+        kind = msg[0]
+        if kind == "trials":
+            trials = msg[1]
+        elif kind == "calls":
+            for task in msg[1]:
+                conn.send(("start", task.id))
+                trial = trials[task.trial]
+                call = trial.call(task.implementation, task.device)
+                outcome, duration = execute(backend, call)
+                again = execute(backend, call)[0] if repeats(trial) else None
+                conn.send(("done", task.id, outcome, duration, again))
+            conn.send(("idle",))
+        elif kind == "shrink":
+            from harness.found import shrink_job
+
+            conn.send(("shrunk", shrink_job(backend, msg[1], lambda: conn.send(("tick",)))))
 
 
-@dataclass
+def default_jobs() -> int:
+    """Worker processes at once by default: one per core this process may run on."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        n = os.cpu_count() or 1
+    return max(1, n)
+
+
+@dataclass(eq=False)
+class Proc:
+    """One live worker process: a backend loaded (or loading) in a spawned child."""
+
+    spec: str
+    process: Any
+    conn: Connection
+    info: dict[str, Any] | None = None  # what the backend offers, once the worker said
+    trials: list[Trial] | None = None  # the trial list the worker holds
+
+    def alive(self) -> bool:
+        return self.process.is_alive()
+
+
+class Pool:
+    """The isolated worker processes of one report: the run's and the shrinking's.
+
+    At most `limit` processes are alive at once (default: one per available
+    core), busy or idle. A worker that finished its work stays loaded, idle, so
+    the next job for the same backend (another dtype shard, or shrinking one of its
+    failures) skips the framework import; an idle worker is ended when a job for
+    another backend needs its place. Use as a context manager, or call `close`.
+    """
+
+    def __init__(self, jobs: int = 0) -> None:
+        self.limit = jobs if jobs and jobs > 0 else default_jobs()
+        self._ctx = mp.get_context("spawn")
+        self.idle: list[Proc] = []
+        self.busy: list[Proc] = []
+        self.started = 0  # processes spawned
+        self.peak = 0  # most processes alive at once
+
+    def free(self) -> bool:
+        """Whether a job may start now."""
+        return len(self.busy) < self.limit
+
+    def acquire(self, spec: str) -> Proc:
+        """A worker for `spec`: an idle one already loaded, or a new process."""
+        for p in list(self.idle):
+            if p.spec == spec:
+                self.idle.remove(p)
+                if p.alive():
+                    self.busy.append(p)
+                    return p
+                self._end(p)
+        while self.idle and len(self.idle) + len(self.busy) >= self.limit:
+            self._end(self.idle.pop(0))
+        parent, child = self._ctx.Pipe()
+        process = self._ctx.Process(target=_worker_main, args=(spec, child), daemon=True)
+        process.start()
+        child.close()
+        p = Proc(spec, process, parent)
+        self.busy.append(p)
+        self.started += 1
+        self.peak = max(self.peak, len(self.busy) + len(self.idle))
+        return p
+
+    def release(self, p: Proc) -> None:
+        """The worker finished its job and waits for another."""
+        if p in self.busy:
+            self.busy.remove(p)
+        if p.alive() and p.info is not None:
+            self.idle.append(p)
+        else:
+            self._end(p)
+
+    def discard(self, p: Proc) -> None:
+        """The worker crashed, hung or cannot serve: kill it."""
+        if p in self.busy:
+            self.busy.remove(p)
+        if p in self.idle:
+            self.idle.remove(p)
+        if p.alive():
+            p.process.kill()
+        p.process.join(timeout=5)
+        with contextlib.suppress(OSError):
+            p.conn.close()
+
+    def _end(self, p: Proc) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            p.conn.send(None)
+        p.process.join(timeout=5)
+        if p.alive():
+            p.process.kill()
+            p.process.join(timeout=5)
+        with contextlib.suppress(OSError):
+            p.conn.close()
+
+    def close(self) -> None:
+        """End the idle workers, kill the busy ones; idempotent."""
+        while self.idle:
+            self._end(self.idle.pop(0))
+        while self.busy:
+            self.discard(self.busy[0])
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(eq=False)
 class Worker:
-    """Parent-side state of one backend's worker process."""
+    """Parent-side state of one backend's shard of calls, run by a process of the pool."""
 
     loaded: Loaded
     dtypes: tuple[str, ...] = ()  # the shard of the backend's calls this worker runs
-    process: Any = None
-    conn: Connection | None = None
+    proc: Proc | None = None
     info: dict[str, Any] | None = None
     pending: list[Task] = field(default_factory=list)
     current: int | None = None
     deadline: float = 0.0
     restarts: int = 0
     done: bool = False
-
-    @property
-    def label(self) -> str:
-        return self.loaded.name + (f" {'+'.join(self.dtypes)}" if self.dtypes else "")
+    abandoned: str | None = None  # why the rest of its calls were not run
     started_at: float = 0.0
     busy_s: float = 0.0
     calls: int = 0
     total: int = 0
+
+    @property
+    def label(self) -> str:
+        return self.loaded.name + (f" {'+'.join(self.dtypes)}" if self.dtypes else "")
+
+    @property
+    def process(self) -> Any:
+        return None if self.proc is None else self.proc.process
+
+    @property
+    def conn(self) -> Connection | None:
+        return None if self.proc is None else self.proc.conn
 
 
 class DevicePairs:
@@ -228,7 +373,7 @@ class DevicePairs:
     CPU result is kept only as long as other devices may still need it.
     """
 
-    def __init__(self, refs: ReferenceCache, entries: list[known.Entry]) -> None:
+    def __init__(self, refs: ReferenceCache, entries: Expectations) -> None:
         self.refs = refs
         self.entries = entries
         self._held: dict[tuple[str, str, int], dict[str, judge.Outcome]] = {}
@@ -246,7 +391,8 @@ class DevicePairs:
             base = base_fields(backend, task.implementation, device, trial)
             recs = judge.across_devices(cpu, held.pop(device), self.refs.get(trial),
                                         trial.dtype, base)
-            out.extend(known.apply(recs, self.entries))
+            call = trial.call(task.implementation, device)
+            out.extend(self.entries.apply([(r, Evidence(call, "vs-cpu")) for r in recs]))
         return out
 
 
@@ -256,11 +402,12 @@ class RunOptions:
     dtypes: tuple[str, ...] = ()
     timeout: float = 120.0  # seconds one call may take before its worker is killed
     startup_timeout: float = 300.0  # importing a framework on a busy machine is slow
-    jobs: int = 0  # concurrent workers; 0 = one per backend shard
+    jobs: int = 0  # worker processes at once; 0 = one per available core (default_jobs)
     max_restarts: int = 3
-    # Each backend's calls are split by dtype over two workers: compilation work
+    # Each backend's calls are split by dtype over two shards: compilation work
     # (JAX compiles every primitive per shape and dtype) splits cleanly by dtype,
     # and the slowest framework no longer holds one core while the other idles.
+    # Shards queue for the pool's workers.
     shards: tuple[tuple[str, ...], ...] = (("float16", "bfloat16"), ("float32", "float64"))
 
 
@@ -282,13 +429,21 @@ def plan(info: dict[str, Any], trials: list[Trial], opts: RunOptions,
 
 
 def run_isolated(backends: list[Loaded], trials: list[Trial], opts: RunOptions,
-                 entries: list[known.Entry],
+                 entries: Expectations,
                  on_records: Callable[[str, list[dict[str, Any]]], None],
                  on_info: Callable[[dict[str, Any]], None] = lambda info: None,
                  on_progress: Callable[[str, int, int], None] = lambda name, done, total: None,
+                 *, pool: Pool | None = None,
+                 stats: dict[str, dict[str, Any]] | None = None,
                  ) -> dict[str, dict[str, Any]]:
-    """Run every backend in its own process; returns per-backend run statistics."""
-    ctx = mp.get_context("spawn")
+    """Run every backend in worker processes of `pool`; returns per-shard run statistics.
+
+    Without `pool`, a pool of `opts.jobs` workers is made and closed here; with it,
+    the pool's idle workers stay alive for the caller (shrinking). `stats`, when given,
+    is filled as shards finish, so an interrupted run still says which finished
+    (`finished`: false for the others)."""
+    own_pool = pool is None
+    pool = Pool(opts.jobs) if pool is None else pool
     refs = ReferenceCache()
     devices = DevicePairs(refs, entries)
     present = {t.dtype for t in trials}
@@ -299,31 +454,55 @@ def run_isolated(backends: list[Loaded], trials: list[Trial], opts: RunOptions,
     workers = [Worker(b, dtypes=s) for b in backends for s in shards]
     queue = list(workers)
     active: list[Worker] = []
-    limit = opts.jobs or len(workers)
-    stats: dict[str, dict[str, Any]] = {}
+    stats = {} if stats is None else stats
+
+    def shard_stats(w: Worker) -> dict[str, Any]:
+        out = {"calls": w.calls, "restarts": w.restarts, "finished": w.done,
+               "seconds": round(time.monotonic() - w.started_at, 3) if w.started_at else 0.0}
+        if w.abandoned:
+            out["abandoned"] = w.abandoned
+        return out
 
     def start(w: Worker) -> None:
-        parent, child = ctx.Pipe()
-        w.process = ctx.Process(target=_worker_main, args=(w.loaded.spec, child), daemon=True)
-        w.process.start()
-        child.close()
-        w.conn = parent
+        w.proc = pool.acquire(w.loaded.spec)
         w.current = None
         w.deadline = time.monotonic() + opts.startup_timeout
         if not w.started_at:
             w.started_at = time.monotonic()
+        if w.proc.info is not None:  # an idle worker already loaded with this backend
+            offered(w, w.proc.info)
 
-    def finish(w: Worker) -> None:
+    def offered(w: Worker, info: dict[str, Any]) -> None:
+        """The worker said what the backend offers: plan the shard, send its calls."""
+        if w.info is None:
+            w.info = info
+            on_info(w.info)
+            w.pending = plan(w.info, trials, opts, w.dtypes)
+            on_progress(w.label, 0, len(w.pending))
+            w.total = len(w.pending)
+        if not w.pending:
+            finish(w)
+            return
+        assert w.proc is not None
+        try:
+            if w.proc.trials is not trials:
+                w.proc.conn.send(("trials", trials))
+                w.proc.trials = trials
+            w.proc.conn.send(("calls", list(w.pending)))
+        except (OSError, ValueError) as exc:  # died between two messages
+            crashed(w, f"the worker could not be reached ({type(exc).__name__})")
+            return
+        w.deadline = time.monotonic() + opts.startup_timeout
+
+    def finish(w: Worker, healthy: bool = True) -> None:
         w.done = True
-        if w.conn is not None:
-            with contextlib.suppress(OSError, BrokenPipeError):
-                w.conn.send(None)
-        if w.process is not None:
-            w.process.join(timeout=5)
-            if w.process.is_alive():
-                w.process.kill()
-        stats[w.label] = {"calls": w.calls, "seconds": round(time.monotonic() - w.started_at, 3),
-                          "restarts": w.restarts}
+        if w.proc is not None:
+            if healthy:
+                pool.release(w.proc)
+            else:
+                pool.discard(w.proc)
+            w.proc = None
+        stats[w.label] = shard_stats(w)
         if w in active:
             active.remove(w)
 
@@ -341,9 +520,9 @@ def run_isolated(backends: list[Loaded], trials: list[Trial], opts: RunOptions,
 
     def crashed(w: Worker, why: str) -> None:
         """The worker died or hung: the call in flight is an error; go on without it."""
-        if w.process is not None and w.process.is_alive():
-            w.process.kill()
-            w.process.join(timeout=5)
+        if w.proc is not None:
+            pool.discard(w.proc)
+            w.proc = None
         if w.current is not None:
             task = next(t for t in w.pending if t.id == w.current)
             w.pending.remove(task)
@@ -357,35 +536,38 @@ def run_isolated(backends: list[Loaded], trials: list[Trial], opts: RunOptions,
             w.pending = []
         w.restarts += 1
         if w.pending and w.restarts > opts.max_restarts:
+            w.abandoned = (f"{len(w.pending)} calls not run: the worker failed {w.restarts} "
+                           f"times (last: {why})")
             for task in list(w.pending):
                 record_outcome(w, task, judge.Raised(
                     "WorkerError", ("WorkerError",),
                     f"not run: the worker failed {w.restarts} times (last: {why})"), 0.0)
             w.pending = []
+        elif w.total:
+            on_progress(w.label, w.total - len(w.pending), w.total)
         if w.pending:
             start(w)
         else:
-            finish(w)
+            finish(w, healthy=False)
 
     try:
         while queue or active:
-            while queue and len(active) < limit:
+            while queue and pool.free():
                 w = queue.pop(0)
-                start(w)
                 active.append(w)
+                start(w)
             conns = [w.conn for w in active if w.conn is not None]
             now = time.monotonic()
             wait_s = max(0.05, min(w.deadline for w in active) - now) if active else 0.05
-            ready = wait(conns, timeout=min(wait_s, 1.0))
+            ready = wait(conns, timeout=min(wait_s, 1.0)) if conns else []
             for w in list(active):
-                if w.conn not in ready:
+                if w.conn is None or w.conn not in ready:
                     continue
                 try:
                     msg = w.conn.recv()
                 except (EOFError, OSError):
                     w.process.join(timeout=5)
-                    code = w.process.exitcode
-                    crashed(w, _exit_reason(code))
+                    crashed(w, _exit_reason(w.process.exitcode))
                     continue
                 kind = msg[0]
                 if kind == "fatal":
@@ -394,20 +576,11 @@ def run_isolated(backends: list[Loaded], trials: list[Trial], opts: RunOptions,
                               "origin": w.loaded.origin, "versions": {}, "devices": [],
                               "dtypes": [], "implementations": [], "descriptions": {}}
                     on_info(w.info)
-                    finish(w)
+                    finish(w, healthy=False)
                 elif kind == "info":
-                    if w.info is None:
-                        w.info = msg[1]
-                        on_info(w.info)
-                        w.pending = plan(w.info, trials, opts, w.dtypes)
-                        on_progress(w.label, 0, len(w.pending))
-                        w.total = len(w.pending)
-                    if not w.pending:
-                        finish(w)
-                        continue
-                    w.conn.send(trials)
-                    w.conn.send(list(w.pending))
-                    w.deadline = time.monotonic() + opts.startup_timeout
+                    assert w.proc is not None
+                    w.proc.info = msg[1]
+                    offered(w, msg[1])
                 elif kind == "start":
                     w.current = msg[1]
                     w.deadline = time.monotonic() + opts.timeout
@@ -431,14 +604,17 @@ def run_isolated(backends: list[Loaded], trials: list[Trial], opts: RunOptions,
                                "the worker was killed")
     finally:
         for w in workers:
-            if w.process is not None and w.process.is_alive():
-                w.process.kill()
+            if w.proc is not None:  # interrupted mid-shard: its worker is in an unknown state
+                pool.discard(w.proc)
+                w.proc = None
+            if w.label not in stats:
+                stats[w.label] = shard_stats(w)
+        if own_pool:
+            pool.close()
     return stats
 
 
 def _exit_reason(code: int | None) -> str:
-    import signal
-
     if code is None:
         return "the worker stopped answering"
     if code < 0:
@@ -451,7 +627,7 @@ def _exit_reason(code: int | None) -> str:
 
 
 def iter_inprocess(loaded: Loaded, trials: list[Trial], opts: RunOptions,
-                   entries: list[known.Entry]) -> Iterator[dict[str, Any]]:
+                   entries: Expectations) -> Iterator[dict[str, Any]]:
     """The whole run of one backend without a worker (debugging: --no-isolation)."""
     info = loaded.info()
     refs = ReferenceCache()
@@ -460,5 +636,5 @@ def iter_inprocess(loaded: Loaded, trials: list[Trial], opts: RunOptions,
                                  task.device, refs, entries)
 
 
-__all__ = ["REDUCTIONS", "ReferenceCache", "RunOptions", "Trial", "execute", "expand",
-           "run_inprocess", "run_isolated"]
+__all__ = ["REDUCTIONS", "Pool", "ReferenceCache", "RunOptions", "Trial", "default_jobs", "execute",
+           "expand", "run_inprocess", "run_isolated"]

@@ -3,10 +3,12 @@
 A generated case that fails is rarely the case to put in a bug report: 300
 elements, a weight, three gradients, and one NaN that matters. `shrink` asks
 Hypothesis for the smallest case that fails *the same way* (the same check, with
-the same status, in the same dtype and reduction, on the same backend
-implementation and device; known discrepancies do not count) and `save_found`
-writes it as a case file that reproduces it with
-`python -m harness report --cases <file> --backend <name>`.
+the same status and the same kind of disagreement (`disagreement`: NaN where
+finite, zero where non-zero, finite where -inf, ...), in the same dtype and
+reduction, on the same backend implementation and device; expected discrepancies
+do not count) and `save_found` writes it as a case file that reproduces it with
+`python -m harness report --cases <file> --backend <name> --dtype <dtype>
+--examples 0` (`repro_command`).
 
 How the search starts from the failing case: generated example i of seed s is the
 first random input of a Hypothesis run seeded by (s, i) (see
@@ -25,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shlex
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,7 +35,6 @@ from typing import Any
 
 import numpy as np
 
-from harness import known
 from harness.cases import SHIPPED_CASES, Case
 from harness.runner import ReferenceCache, Trial, run_inprocess
 from harness.strategies import (
@@ -43,6 +45,7 @@ from harness.strategies import (
     parse_source,
     run_example,
 )
+from harness.verdict import expectations as expect
 
 #: Where found cases go by default: beside the shipped cases, so the default run
 #: keeps checking them once they are committed.
@@ -59,17 +62,98 @@ class _Reproduced(Exception):
         self.case = case
 
 
-def failures(backend: Any, implementation: str, device: str, case: Case,
-             entries: list[known.Entry]) -> set[tuple[str, str]]:
-    """(check, status) of every unexpected fail or error of one case's trials in-process."""
-    found: set[tuple[str, str]] = set()
+def _number(v: Any) -> float | None:
+    """A record's number ('nan', 'inf', '-inf' included) as a float; None if not one."""
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _where(v: float) -> str:
+    if np.isnan(v):
+        return "NaN"
+    if np.isinf(v):
+        return "+inf" if v > 0 else "-inf"
+    return "zero" if v == 0 else "finite"
+
+
+def disagreement(record: dict[str, Any]) -> str:
+    """The kind of disagreement a failing record shows: its failure's identity.
+
+    A shrunk case must fail the way the original did: the same check and the same
+    kind, so that shrinking a gradient that underflows to 0 does not end on a case
+    that returns NaN, and one expecting -inf does not end on one expecting +inf.
+    For an elementwise comparison the kind comes from the worst element (`worst`:
+    got against expected): "NaN where finite" (or where ±inf, or zero), "number
+    where NaN", "±inf where finite", "finite where ±inf", "+inf where -inf" (and the
+    reverse), "zero where non-zero", "non-zero where zero", "wrong sign",
+    "inaccurate (same sign, finite)". Otherwise from the check and the message:
+    "raised <ExceptionType>", "silent accept", "missing gradient", "wrong shape",
+    "wrong dtype", "not floating point", "nondeterministic", "differs from cpu".
+    """
+    check, status = record.get("check", ""), record.get("status", "")
+    message = str(record.get("message") or "")
+    if status == "error":
+        if message.startswith("the backend returned no gradient"):
+            return "missing gradient"
+        if message.startswith("the reference refuses"):
+            return "reference refuses the arguments"
+        m = re.match(r"([A-Za-z_][\w.]*)(:|$)", message)
+        return f"raised {m.group(1)}" if m else "error"
+    if check == "raises":
+        if record.get("kind") == "silent-accept" or message.startswith("returned a value"):
+            return "silent accept"
+        m = re.match(r"raised ([A-Za-z_][\w.]*)", message)
+        return f"raised {m.group(1)}" if m else "wrong error"
+    fixed = {"shape": "wrong shape", "dtype": "wrong dtype", "determinism": "nondeterministic",
+             "vs-cpu": "differs from cpu"}
+    if check in fixed:
+        return fixed[check]
+    if message.startswith("the result is not floating point"):
+        return "not floating point"
+    worst = record.get("worst") or {}
+    got, expected = _number(worst.get("got")), _number(worst.get("expected"))
+    if got is None or expected is None:
+        return "fail"
+    if np.isnan(got):
+        return f"NaN where {_where(expected)}"
+    if np.isnan(expected):
+        return "number where NaN"
+    if np.isinf(got) and np.isinf(expected):
+        return f"{_where(got)} where {_where(expected)}"
+    if np.isinf(got):
+        return f"{_where(got)} where finite"
+    if np.isinf(expected):
+        return f"finite where {_where(expected)}"
+    if got == 0 and expected != 0:
+        return "zero where non-zero"
+    if expected == 0 and got != 0:
+        return "non-zero where zero"
+    if (got < 0) != (expected < 0):
+        return "wrong sign"
+    return "inaccurate (same sign, finite)"
+
+
+def failure_kinds(backend: Any, implementation: str, device: str, case: Case,
+                  entries: expect.Expectations) -> set[tuple[str, str, str]]:
+    """(check, status, disagreement) of every unexpected fail or error of one case's
+    trials in-process."""
+    found: set[tuple[str, str, str]] = set()
     for dtype in case.dtypes:
         for reduction in case.reductions:
             trial = Trial(case, dtype, reduction)
             records = run_inprocess(backend, trial, implementation, device, ReferenceCache(),
                                     entries)
-            found |= {(r["check"], r["status"]) for r in records if r["status"] in BAD}
+            found |= {(r["check"], r["status"], disagreement(r)) for r in records
+                      if r["status"] in BAD}
     return found
+
+
+def failures(backend: Any, implementation: str, device: str, case: Case,
+             entries: expect.Expectations) -> set[tuple[str, str]]:
+    """(check, status) of every unexpected fail or error of one case's trials in-process."""
+    return {(c, s) for c, s, _ in failure_kinds(backend, implementation, device, case, entries)}
 
 
 def _fingerprint(case: Case) -> str:
@@ -87,26 +171,29 @@ def size_of(case: Case) -> int:
 
 
 def shrink(backend: Any, implementation: str, device: str, failing: Case, seed: int,
-           max_examples: int = 500, *, check: str | None = None,
-           entries: list[known.Entry] | None = None, time_budget: float = 120.0) -> Case | None:
+           max_examples: int = 500, *, check: str | None = None, kind: str | None = None,
+           entries: expect.Expectations | None = None, time_budget: float = 120.0) -> Case | None:
     """The smallest case Hypothesis finds that fails like `failing` does, or None.
 
     `failing` is a generated case (one dtype, one reduction) that failed on
     `backend`'s `implementation` on `device`; `seed` is the seed it was generated
-    with. The failure is re-established in-process first: the (check, status)
-    pairs of its unexpected records, narrowed to `check` when given; None if it
-    does not fail here (a crash only a worker sees, or a flaky backend). A
-    candidate counts when it fails one of those pairs in the same dtype and
-    reduction; records matched by a known-discrepancy entry (`entries`, default
+    with. The failure is re-established in-process first: the (check, status,
+    disagreement) of its unexpected records (see `disagreement`), narrowed to
+    `check` and `kind` (a disagreement) when given; None if it does not fail here
+    (a crash only a worker sees, or a flaky backend). A candidate counts when it
+    fails one of those the same way, same check and same kind of disagreement, in
+    the same dtype and reduction; records covered by an expectation (`entries`, default
     the shipped list) never count. `max_examples` bounds the backend calls spent
     on candidates and `time_budget` the seconds; past either, the smallest case
     found so far is returned. The result is `failing` itself when nothing
     smaller fails the same way.
     """
-    entries = known.load(known.SHIPPED_KNOWN) if entries is None else entries
-    target = failures(backend, implementation, device, failing, entries)
+    entries = expect.load() if entries is None else entries
+    target = failure_kinds(backend, implementation, device, failing, entries)
     if check is not None:
         target = {t for t in target if t[0] == check}
+    if kind is not None:
+        target = {t for t in target if t[2] == kind}
     if not target:
         return None
 
@@ -122,7 +209,7 @@ def shrink(backend: Any, implementation: str, device: str, failing: Case, seed: 
         if key not in results:
             if len(results) >= max_examples or time.monotonic() > deadline:
                 return False  # out of budget: unseen candidates count as passing
-            results[key] = bool(failures(backend, implementation, device, case, entries)
+            results[key] = bool(failure_kinds(backend, implementation, device, case, entries)
                                 & target)
             if results[key] and size_of(case) < size_of(smallest[0]):
                 smallest[0] = case
@@ -279,8 +366,8 @@ def _sliced(a: np.ndarray | None, shape: tuple[int, ...], axes: tuple[int, ...],
 
 
 def _renamed(case: Case, failing: Case, backend: Any, implementation: str,
-             target: set[tuple[str, str]]) -> Case:
-    what = ", ".join(f"{c} {s}" for c, s in sorted(target))
+             target: set[tuple[str, str, str]]) -> Case:
+    what = ", ".join(f"{c} {s} ({k})" for c, s, k in sorted(target))
     arrays = {n: getattr(case, n) for n in ("input", "target", "weight", "pos_weight")}
     refused = tuple(n for n in ("weight", "pos_weight") if arrays[n] is not None
                     and not broadcasts_into(arrays[n].shape, case.input.shape))
@@ -305,24 +392,39 @@ def found_name(case: Case, backend: str, implementation: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", f"{backend}-{implementation}-{short}").strip("_")
 
 
+def repro_command(path: Path | str, backend: str, dtypes: tuple[str, ...] | list[str] = (), *,
+                  plugin: str | None = None, device: str | None = None) -> str:
+    """The command that re-runs exactly the saved case, and nothing else: its
+    backend, its dtype, its device (when not the CPU), no generated examples."""
+    command = ["python", "-m", "harness", "report", "--cases", str(path)]
+    if plugin:
+        command += ["--plugin", plugin]
+    command += ["--backend", backend]
+    for dtype in dtypes:
+        command += ["--dtype", dtype]
+    if device and device != "cpu":
+        command += ["--device", device]
+    command += ["--examples", "0"]
+    return " ".join(shlex.quote(c) for c in command)
+
+
 def save_found(case: Case, backend: str, implementation: str, reason: str,
-               folder: Path = FOUND, *, plugin: str | None = None) -> Path:
+               folder: Path = FOUND, *, plugin: str | None = None,
+               device: str | None = None) -> Path:
     """Write `case` to `<folder>/<name>.yaml` as a case file that reproduces the failure.
 
     The file holds the case alone, every float exact (repr; .inf/-.inf/.nan;
     "-0.0"), its one dtype and reduction, its gradients, and a header saying what
-    failed and the command that re-runs it (`plugin`: the --plugin spec of a
-    backend that is not installed as an entry point). The name is stable, so
-    saving the same failure again rewrites the same file.
+    failed and the command that re-runs exactly it (`repro_command`; `plugin`: the
+    --plugin spec of a backend that is not installed as an entry point; `device`:
+    where it failed). The name is stable, so saving the same failure again
+    rewrites the same file.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     name = found_name(case, backend, implementation)
     path = folder / f"{name}.yaml"
-    command = ["python", "-m", "harness", "report", "--cases", str(path)]
-    if plugin:
-        command += ["--plugin", plugin]
-    command += ["--backend", backend]
+    command = repro_command(path, backend, case.dtypes, plugin=plugin, device=device)
     inner = case.name.rsplit("/", 1)[-1]
     inner = re.sub(r"[^A-Za-z0-9._+-]+", "_", inner).strip("_") or "case"
     text = case_yaml(
@@ -334,11 +436,12 @@ def save_found(case: Case, backend: str, implementation: str, reason: str,
         name=inner, description=f"{backend}/{implementation}: {reason}",
         comment=[f"Found by bce-harness on {backend}/{implementation}: {' '.join(reason.split())}",
                  f"from {case.source}",
-                 "reproduce with: " + " ".join(command)])
+                 "reproduce with: " + command])
     tmp = path.with_suffix(f".yaml.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
     return path
 
 
-__all__ = ["FOUND", "failures", "found_name", "save_found", "shrink", "size_of"]
+__all__ = ["FOUND", "disagreement", "failure_kinds", "failures", "found_name", "repro_command",
+           "save_found", "shrink", "size_of"]

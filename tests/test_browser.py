@@ -27,7 +27,7 @@ needs_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)")
 
 
-EMPTY = {"schema_version": 1, "created": "2025-01-01T00:00:00+00:00",
+EMPTY = {"schema_version": 2, "created": "2025-01-01T00:00:00+00:00",
          "environment": {"python": "3", "platform": "p", "cpu": "c"}, "backends": [],
          "results": [], "summary": {}}
 

@@ -142,7 +142,7 @@ def test_html_diff_is_self_contained_and_escaped(pair, tmp_path, capsys):
     ("<!doctype html><html></html>", "HTML page"),
     ('{"schema_version": 1, "results": []}\n{"x": 1}\n', "not valid JSON"),
     ("[1, 2, 3]", "top level is a JSON list"),
-    ('{"schema_version": 2, "results": []}', "schema_version is 2"),
+    ('{"schema_version": 3, "results": []}', "schema_version is 3"),
     ('{"schema_version": 1, "results": [{"backend": "x"}]}', "results[0] has no string"),
     ('{"results": []}', "no 'schema_version'"),
 ])

@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 
 from backends.numpy_backend import NumpyBackend
-from harness import known
 from harness.cases import Case, load_cases
 from harness.runner import ReferenceCache, execute, expand, records_for
 from harness.shrink import failures, save_found, shrink
 from harness.strategies import DEFAULT_EXAMPLES, generate_cases
+from harness.verdict.expectations import Expectations, load
 from tests.plugins.planted import PLANTED, NanToZero, PlantedControl
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,10 +37,10 @@ class DefaultRun:
     def __init__(self) -> None:
         self.trials = expand(load_cases() + generate_cases(DEFAULT_EXAMPLES, 0))
         self.refs = ReferenceCache()
-        self.entries = known.load(known.SHIPPED_KNOWN)
+        self.entries = load()
 
     def records(self, backend: Any, implementation: str,
-                entries: list[known.Entry] | None = None) -> list[dict[str, Any]]:
+                entries: Expectations | None = None) -> list[dict[str, Any]]:
         out = []
         for trial in self.trials:
             outcome, seconds = execute(backend, trial.call(implementation, "cpu"))
@@ -61,12 +61,12 @@ def run() -> DefaultRun:
 
 @pytest.fixture(scope="module")
 def control(run: DefaultRun) -> set[tuple[str, str, str, str]]:
-    return failing(run.records(PlantedControl(), "planted", entries=[]))
+    return failing(run.records(PlantedControl(), "planted", entries=Expectations()))
 
 
 @pytest.mark.parametrize("planted", PLANTED, ids=[p.name for p in PLANTED])
 def test_the_default_run_catches_the_planted_bug(planted, run, control):
-    caught = failing(run.records(planted(), "planted", entries=[])) - control
+    caught = failing(run.records(planted(), "planted", entries=Expectations())) - control
     assert caught, f"{planted.name} ({planted.bug}) passes the default run"
 
 
@@ -75,7 +75,7 @@ def test_the_numpy_formula_backend_is_not_flagged(run):
     listing = "\n".join(f"  {r['case']} {r['dtype']} {r['reduction']} {r['check']}: "
                         f"{r['message'][:120]}" for r in bad[:15])
     assert not bad, (f"numpy/formula has {len(bad)} unexpected discrepancies in the default "
-                     f"run (fix them or list them in cases/known.yaml):\n{listing}")
+                     f"run (fix them: the control must pass everything):\n{listing}")
 
 
 def test_a_planted_bug_found_on_a_large_case_shrinks_to_one_element(tmp_path):
@@ -83,14 +83,14 @@ def test_a_planted_bug_found_on_a_large_case_shrinks_to_one_element(tmp_path):
     NaN alone; the saved file loads back and still fails."""
     bug, base = NanToZero(), PlantedControl()
     found = next(c for c in generate_cases(DEFAULT_EXAMPLES, 0) if c.input.size >= 50
-                 and ("value", "fail") in failures(bug, "planted", "cpu", c, [])
-                 - failures(base, "planted", "cpu", c, []))
-    small = shrink(bug, "planted", "cpu", found, seed=0, check="value", entries=[])
+                 and ("value", "fail") in failures(bug, "planted", "cpu", c, Expectations())
+                 - failures(base, "planted", "cpu", c, Expectations()))
+    small = shrink(bug, "planted", "cpu", found, seed=0, check="value", entries=Expectations())
     assert small is not None
     assert small.input.size <= 2, (found.input.size, small.input.tolist())
     assert np.isnan(small.input).any() or np.isnan(small.target).any()
-    assert ("value", "fail") in failures(bug, "planted", "cpu", small, [])
-    assert not failures(base, "planted", "cpu", small, [])
+    assert ("value", "fail") in failures(bug, "planted", "cpu", small, Expectations())
+    assert not failures(base, "planted", "cpu", small, Expectations())
     path = save_found(small, bug.name, "planted", "value fail: NaN became 0", tmp_path)
     assert path.parent == tmp_path and path.suffix == ".yaml"
     text = path.read_text()
@@ -99,13 +99,14 @@ def test_a_planted_bug_found_on_a_large_case_shrinks_to_one_element(tmp_path):
     for name in ("input", "target", "weight", "pos_weight"):
         a, b = getattr(loaded, name), getattr(small, name)
         assert (a is None and b is None) or a.tobytes() == b.tobytes()
-    assert ("value", "fail") in failures(bug, "planted", "cpu", loaded, [])
+    assert ("value", "fail") in failures(bug, "planted", "cpu", loaded, Expectations())
 
 
 def test_shrink_returns_none_when_the_case_passes():
     base = PlantedControl()
-    passing = next(c for c in generate_cases(10, 0) if not failures(base, "planted", "cpu", c, []))
-    assert shrink(base, "planted", "cpu", passing, seed=0, entries=[]) is None
+    passing = next(c for c in generate_cases(10, 0)
+                   if not failures(base, "planted", "cpu", c, Expectations()))
+    assert shrink(base, "planted", "cpu", passing, seed=0, entries=Expectations()) is None
 
 
 def test_a_case_that_was_not_generated_still_shrinks():
@@ -115,7 +116,7 @@ def test_a_case_that_was_not_generated_still_shrinks():
                      input=np.linspace(-3, 3, 40).reshape(5, 8),
                      target=np.where(np.arange(40) == 17, np.nan, 1.0).reshape(5, 8),
                      dtypes=("float32",), reductions=("sum",), grads=())
-    small = shrink(bug, "planted", "cpu", yaml_like, seed=0, entries=[])
+    small = shrink(bug, "planted", "cpu", yaml_like, seed=0, entries=Expectations())
     assert small is not None and small.input.size == 1 and np.isnan(small.target).all()
 
 

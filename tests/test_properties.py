@@ -2,7 +2,7 @@
 
 For each backend × implementation × device, Hypothesis draws cases (one dtype, one
 reduction; see harness/strategies.py) and the harness judges the backend's answer
-exactly as a report would, known-discrepancy list included. A failure is shrunk by
+exactly as a report would, expectations included. A failure is shrunk by
 Hypothesis, saved as a case file (under pytest's temporary folder, or cases/found/
 with BCE_SAVE_FOUND=1) and reported with that path and a copy-pasteable snippet.
 
@@ -21,21 +21,21 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness import known
 from harness.cases import load_cases
 from harness.registry import Loaded, UsageError, discover, select
 from harness.repro import snippet
 from harness.runner import ReferenceCache, Trial, run_inprocess
 from harness.shrink import FOUND, save_found, shrink
 from harness.strategies import draw_case
+from harness.verdict import expectations as expect
 
-#: Record statuses that are not a discrepancy of the backend: `known` is listed in
-#: cases/known.yaml; `fixed` only says a broad known entry also matches a drawn case
-#: that passes; `skipped` accompanies a failing `shape` check, which is reported.
-OK = {"pass", "unsupported", "known", "fixed", "skipped"}
+#: Record statuses that are not a discrepancy of the backend: `known` is covered by
+#: an expectation (cases/expectations.yaml); `skipped` accompanies a failing `shape`
+#: check, which is reported.
+OK = {"pass", "unsupported", "known", "skipped"}
 
 #: Genuine framework discrepancies the property tests keep finding that are not (yet)
-#: in cases/known.yaml. Each (backend, implementation) maps to the discrepancies it
+#: in cases/expectations.yaml. Each (backend, implementation) maps to the discrepancies it
 #: shows, each naming what it is (with a minimal reproduction) and the draw_case
 #: options that steer around it; the options of one implementation are combined.
 #: This narrows only that implementation's strategy, never the judgement. Remove an
@@ -152,15 +152,15 @@ class Target:
         printer.text(str(self))
 
 
-#: Set once per session (see `_session`): the known-discrepancy entries and where
+#: Set once per session (see `_session`): the expectations and where
 #: found cases go. Kept out of the test's signature so a falsifying example prints
-#: the drawn case, not 600 known entries.
+#: the drawn case, not the expectations.
 SESSION: dict[str, Any] = {}
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _session(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> None:
-    SESSION["entries"] = known.load(pytestconfig.getoption("--known") or known.SHIPPED_KNOWN)
+    SESSION["entries"] = expect.load(pytestconfig.getoption("--known"))
     SESSION["found"] = (FOUND if os.environ.get("BCE_SAVE_FOUND") == "1"
                         else tmp_path_factory.getbasetemp() / "found")
 

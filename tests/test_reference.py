@@ -586,11 +586,12 @@ def _quantities(x, c, d, w, p):
 def _cond_fd(x, y, w, p, key):
     """sum_z |z dq/dz| / |q| by central differences at 120 digits.
 
-    The inputs are x, w and p when present, and the target: in the loss and d/dw as its
-    two coefficients 1 - y and y perturbed separately, in d/dx as one input y -- the
-    model the reference's condition numbers use (see _cond_numerators).
+    The inputs are x, w and p when present, and the target: in the loss, d/dx and d/dw
+    as its two coefficients 1 - y and y perturbed separately (an exact hard label is
+    not a perturbed input), in d/dy and d/dp as one input y -- the model the
+    reference's condition numbers use (see _cond_numerators).
     """
-    coef = key in ("loss", "weight")
+    coef = key in ("loss", "weight", "input")
     args = {"x": Decimal(x), "c": 1 - Decimal(y), "d": Decimal(y),
             "w": None if w is None else Decimal(w), "p": None if p is None else Decimal(p)}
     full = {k: (Decimal(1) if v is None else v) for k, v in args.items()}

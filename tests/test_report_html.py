@@ -127,7 +127,7 @@ def synthetic_report(n_random: int = 4, seed: int = 0, xss: bool = True,
                      "mxnet)", "versions": {}, "devices": [], "dtypes": [],
                      "implementations": [], "descriptions": {}, "origin": "--plugin my:MX"})
     report = {
-        "schema_version": 1, "created": "2025-01-02T03:04:05+00:00",
+        "schema_version": 2, "created": "2025-01-02T03:04:05+00:00",
         "environment": {"python": "3.11.9", "platform": "Linux-6.1-x86_64",
                         "cpu": "Synthetic CPU (8 logical cores)", "harness": "0.1.0"},
         "backends": backends, "summary": summarize(results),
@@ -278,14 +278,15 @@ def _numeric(rng: random.Random, rec, check: str, case: dict[str, Any], reductio
     r = rec(check, status, message, **extra)
     if status == "fail" and impl == "sigmoid+bce" and dtype == "float16":
         r["status"] = "known"
-        r["known"] = {"kind": "accuracy", "reason": "sigmoid then log loses everything past "
-                      "x≈8 in float16", "issue": "https://github.com/pytorch/pytorch/issues/1",
-                      "entry": "cases/known.yaml:4"}
+        r["expected_by"] = [{"kind": "unstable-by-design", "reason": "sigmoid then log loses "
+                             "everything past x≈8 in float16",
+                             "upstream": "https://github.com/pytorch/pytorch/issues/1",
+                             "id": "cases/expectations.yaml:4"}]
     if impl == "functional" and dtype == "bfloat16" and case["name"] == "subnormal-logits":
-        r["known"] = {"kind": "accuracy", "reason": "was wrong in 2.1", "issue": None,
-                      "entry": "cases/known.yaml:9"}
+        r["expected_by"] = [{"kind": "accuracy", "reason": "was wrong in 2.1",
+                             "upstream": None, "id": "cases/expectations.yaml:9"}]
         r["status"] = "fixed"
-        r["message"] = "known entry cases/known.yaml:9 now passes: remove it"
+        r["message"] = "expected by cases/expectations.yaml:9 but passes now: remove it"
     return r
 
 
@@ -347,11 +348,11 @@ def test_matrix_counts_and_worst_status(report):
     rows = {tuple(r): i for i, r in enumerate(data["rows"])}
     i = rows[("torch", "sigmoid+bce", "cpu")]
     cell = data["matrix"][str(i)]["float16"]
-    # most float16 sigmoid+bce failures are covered by a known entry; one fail still wins
+    # most float16 sigmoid+bce failures are covered by an expectation; one fail still wins
     assert cell["counts"] == {"pass": 113, "known": 20, "fail": 1}
     assert cell["worst"] == "fail"
     fixed = data["matrix"][str(rows[("torch", "functional", "cpu")])]["bfloat16"]
-    assert fixed["worst"] == "fixed"  # fixed outranks pass: the known list needs an edit
+    assert fixed["worst"] == "fixed"  # fixed outranks pass: the expectations need an edit
     formula = data["matrix"][str(rows[("numpy", "formula", "cpu")])]["float32"]
     assert formula["worst"] == "pass" and formula["pass_max_ulp"] <= 3
     total = sum(n for per in data["matrix"].values() for c in per.values()
@@ -412,7 +413,7 @@ def test_interrupted_and_empty_reports_render():
     doc["run"]["interrupted"] = True
     page = render(doc)
     assert "interrupted" in page.lower()
-    minimal = {"schema_version": 1, "created": "2025-01-01T00:00:00+00:00",
+    minimal = {"schema_version": 2, "created": "2025-01-01T00:00:00+00:00",
                "environment": {"python": "3", "platform": "p", "cpu": "c"}, "backends": [],
                "results": [], "summary": {}}
     validate(minimal)

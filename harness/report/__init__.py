@@ -20,10 +20,12 @@ from typing import Any
 import jsonschema
 
 from harness import __version__
+from harness.records import SCHEMA_VERSION, STATUS_ORDER
+from harness.records import UNEXPECTED as _UNEXPECTED
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema" / "report.schema.json"
-STATUSES = ("pass", "fail", "error", "unsupported", "skipped", "known", "fixed")
-UNEXPECTED = ("fail", "error")
+STATUSES = STATUS_ORDER
+UNEXPECTED = tuple(sorted(_UNEXPECTED))
 
 
 def environment() -> dict[str, str]:
@@ -53,16 +55,19 @@ def case_index(cases: list[Any]) -> dict[str, dict[str, Any]]:
 
 def build(backends: list[dict[str, Any]], results: list[dict[str, Any]],
           run: dict[str, Any] | None = None,
-          cases: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The report document, in the order people read it."""
+          cases: dict[str, dict[str, Any]] | None = None,
+          expectations: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The report document, in the order people read it. `expectations` is the run's
+    ledger (`Expectations.finish()`): each expectation with what it covered."""
     return {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "environment": environment(),
         "backends": backends,
         "summary": summarize(results),
         "run": run or {},
         "cases": cases or {},
+        "expectations": expectations or [],
         "results": results,
     }
 
@@ -115,7 +120,7 @@ def validate(report: dict[str, Any]) -> None:
 
 
 def exit_code(results: list[dict[str, Any]]) -> int:
-    """CONTRACT §1: 1 when any fail or error is not covered by a known entry."""
+    """1 when any fail or error is not covered by expectations, else 0."""
     return 1 if any(r["status"] in UNEXPECTED for r in results) else 0
 
 
@@ -145,11 +150,50 @@ def write(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
     from harness.report.html import render
 
     validate(report)
+    json_path = write_json(report, out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    html_path = out_dir / "report.html"
+    html_path.write_text(render(report), encoding="utf-8")
+    return json_path, html_path
+
+
+def write_json(report: dict[str, Any], out_dir: Path) -> Path:
+    """Write report.json into out_dir (atomically: a reader never sees half a file)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / "report.json"
     tmp = json_path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n", encoding="utf-8")
     tmp.replace(json_path)
+    return json_path
+
+
+def write_html(report: dict[str, Any], out_dir: Path) -> Path:
+    """Render and write report.html into out_dir."""
+    from harness.report.html import render
+
+    text = render(report)
+    out_dir.mkdir(parents=True, exist_ok=True)
     html_path = out_dir / "report.html"
-    html_path.write_text(render(report), encoding="utf-8")
-    return json_path, html_path
+    html_path.write_text(text, encoding="utf-8")
+    return html_path
+
+
+def write_fallback_html(report: dict[str, Any], out_dir: Path, why: str) -> Path:
+    """A plain report.html for when the real one could not be made: why, the counts per
+    status, and where the results are (report.json holds everything)."""
+    from html import escape
+
+    counts = summarize(report.get("results") or [])
+    rows = "".join(f"<tr><td>{escape(s)}</td><td>{n}</td></tr>" for s, n in counts.items() if n)
+    text = ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<title>bce-harness report (plain)</title></head><body>"
+            "<h1>bce-harness report</h1>"
+            f"<p>The full HTML view could not be made: {escape(why)}.</p>"
+            "<p>Every result is in <a href=\"report.json\">report.json</a> beside this file; "
+            "<code>run.phases</code> there says which step of the report failed.</p>"
+            f"<table><tr><th>status</th><th>results</th></tr>{rows}</table>"
+            "</body></html>\n")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    html_path = out_dir / "report.html"
+    html_path.write_text(text, encoding="utf-8")
+    return html_path

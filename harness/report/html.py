@@ -36,6 +36,8 @@ from typing import Any
 import jinja2
 import markupsafe
 
+from harness.records import NUMERIC_CHECKS, SEVERITY_ORDER, STATUS_ORDER, decode_float
+
 _HERE = Path(__file__).resolve().parent
 _ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(_HERE)),
@@ -46,12 +48,8 @@ _ENV = jinja2.Environment(
 )
 
 #: Most alarming first: the order of the matrix colours and of the default sort.
-SEVERITY: tuple[str, ...] = ("error", "fail", "fixed", "known", "unsupported", "skipped", "pass")
-STATUS_ORDER: tuple[str, ...] = ("pass", "fail", "error", "unsupported", "skipped", "known",
-                                 "fixed")
+SEVERITY: tuple[str, ...] = SEVERITY_ORDER
 DTYPE_ORDER: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
-NUMERIC_CHECKS: tuple[str, ...] = ("value", "grad.input", "grad.target", "grad.weight",
-                                   "grad.pos_weight")
 CHECK_ORDER: tuple[str, ...] = (*NUMERIC_CHECKS, "raises", "dtype", "shape")
 
 #: Results with more than this many results carry no detail for plain passes.
@@ -88,16 +86,7 @@ def is_naive(backend: str, implementation: str) -> bool:
 
 def num(v: Any) -> float | None:
     """A report float ('nan'/'inf'/'-inf' strings included) as a Python float."""
-    if v is None or isinstance(v, bool):
-        return None
-    if isinstance(v, (int, float)):
-        return float(v)
-    if isinstance(v, str):
-        try:
-            return float(v)
-        except ValueError:
-            return None
-    return None
+    return decode_float(v)
 
 
 _SPEC = {d: f".{d}g" for d in range(1, 18)}
@@ -387,8 +376,12 @@ def _detail(r: dict[str, Any], case_source: str | None = None) -> dict[str, Any]
     if r.get("values"):
         d["v"] = {"g": [compact(v, 8) for v in r["values"].get("got", [])],
                   "e": [compact(v, 8) for v in r["values"].get("expected", [])]}
-    if r.get("known"):
-        d["k"] = r["known"]
+    by = r.get("expected_by")
+    if by:
+        d["k"] = {"kind": " + ".join(dict.fromkeys(e["kind"] for e in by)),
+                  "reason": " | ".join(dict.fromkeys(e["reason"] for e in by)),
+                  "issue": next((e["upstream"] for e in by if e.get("upstream")), None),
+                  "entry": ", ".join(e["id"] for e in by)}
     return d
 
 
@@ -738,6 +731,10 @@ def render(report: dict[str, Any]) -> str:
         matrix=matrix_view(data), story=story(report),
         errors=errors, error_columns=error_columns(report, errors),
         per_backend=run.get("per_backend", {}) or {},
+        expectations=sorted((e for e in report.get("expectations") or []
+                             if e.get("status") != "not-run"),
+                            key=lambda e: ("fixed", "unused", "used").index(e["status"])
+                            if e.get("status") in ("fixed", "unused", "used") else 3),
         details_dropped=data["details_dropped"],
         data=markupsafe.Markup(data_json(data)),
         css=markupsafe.Markup(css), js=markupsafe.Markup(js), fmt=fmt,

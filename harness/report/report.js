@@ -298,7 +298,7 @@
       add("call duration", d.t === undefined ? null : fmt(d.t * 1000, 3) + " ms");
       if (d.k) {
         const issue = d.k.issue && /^https?:\/\//.test(d.k.issue) ? el("a", { href: d.k.issue, text: d.k.issue, rel: "noreferrer" }) : d.k.issue;
-        add("known entry", el("span", null, (d.k.kind || "") + ": " + (d.k.reason || ""), issue ? el("br") : null, issue,
+        add("expectation", el("span", null, (d.k.kind || "") + ": " + (d.k.reason || ""), issue ? el("br") : null, issue,
           d.k.entry ? el("span", { class: "muted", text: " (" + d.k.entry + ")" }) : null));
       }
     } else {

@@ -23,7 +23,7 @@ import math
 import ml_dtypes
 import numpy as np
 
-from harness.dtypes import numpy_dtype, promote
+from harness.dtypes import FORMATS, numpy_dtype, promote
 from harness.protocol import DTYPES, Call, Result
 
 ARGS = ("input", "target", "weight", "pos_weight")
@@ -350,10 +350,62 @@ class MeanOverBatch(PlantedControl):
         return super().grad_scale(reduction, shape)
 
 
+class _TinyHardLabelGradient(PlantedControl):
+    """Base of the bugs that only touch ∂L/∂x where it is below ε/4 and y = 1.
+
+    There the old yardstick (the target perturbed as y alone) allowed any answer:
+    σ(x) − y's condition number in y is 1/|σ(x) − 1|. Counting the target as its
+    coefficients 1 − y and p·y makes an exact hard label exact, so each of these
+    must be flagged on the shipped sweeps.
+    """
+
+    eps = 2.0**-52  # of the call's format, set by run
+
+    def wrong(self, g: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def run(self, call: Call) -> Result:
+        self.eps = 2.0 ** (1 - FORMATS[call.dtype].precision)
+        return super().run(call)
+
+    def grad_input(self, x, y, wt, p, s_pos, s_neg):
+        g = super().grad_input(x, y, wt, p, s_pos, s_neg)
+        tiny = (np.abs(g) < self.eps / 4) & (y == 1)
+        return np.where(tiny, self.wrong(g), g)
+
+
+class TinyGradientZero(_TinyHardLabelGradient):
+    name = "planted-tiny-grad-zero"
+    bug = "∂L/∂x is 0 wherever |∂L/∂x| < ε/4 and y = 1 (σ(x) − y after σ rounds to 1)"
+
+    def wrong(self, g):
+        return np.zeros_like(g)
+
+
+class TinyGradientSign(_TinyHardLabelGradient):
+    name = "planted-tiny-grad-sign"
+    bug = "∂L/∂x has the wrong sign wherever |∂L/∂x| < ε/4 and y = 1"
+
+    def wrong(self, g):
+        return -g
+
+
+class TinyGradientFiveTimes(_TinyHardLabelGradient):
+    name = "planted-tiny-grad-5x"
+    bug = "∂L/∂x is 5× too large wherever |∂L/∂x| < ε/4 and y = 1"
+
+    def wrong(self, g):
+        return 5 * g
+
+
+#: The bugs the input-gradient yardstick let through before it counted the target's
+#: coefficients (README, "The error model").
+TINY_GRADIENT = [TinyGradientZero, TinyGradientSign, TinyGradientFiveTimes]
+
 #: Every planted bug, for `--plugin tests.plugins.planted:PLANTED`.
 PLANTED = [PosWeightWrongAxis, LosesElementPastThousand, Float16Accumulator, NanToZero,
            GradForgetsPosWeight, MeanGradIsSumGrad, WeightOnOneTerm, LogOfOnePlusExp,
            SigmoidByComplement, ClampAt100, TargetGradNoPosWeight, Bfloat16Truncation,
-           MeanOverBatch]
+           MeanOverBatch, *TINY_GRADIENT]
 #: The planted bugs and the control, for a run that shows the control staying clean.
 ALL = [PlantedControl, *PLANTED]
