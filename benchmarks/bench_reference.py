@@ -11,11 +11,18 @@ weight and a per-class pos_weight of shape (100,), all four gradients):
 
 and prints elements per second and the reference's cost relative to float64. The best
 of R runs is reported (single process, one core: numpy does not thread these ufuncs).
+The reference's cache of elementwise terms (which serves a report's repeated calls on
+the same arguments) is switched off here, so repeated calls are timed in full.
+
+``--trials`` instead times ``reference.evaluate`` over the trials of the default report
+(the shipped YAML cases plus ``--examples`` generated ones from ``--seed``), arrays
+materialised beforehand, cache on as in a report: one pass, total seconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -54,11 +61,40 @@ def best_of(fn, repeat):
     return best
 
 
+def time_trials(examples: int, seed: int) -> None:
+    """Total time of reference.evaluate over the default report's trials."""
+    from harness import cases, runner, strategies
+
+    trials = runner.expand(cases.load_cases() + strategies.generate_cases(examples, seed))
+    calls = []
+    for t in trials:
+        a = t.arrays
+        calls.append((a["input"], a["target"], a["weight"], a["pos_weight"], t.reduction,
+                      t.grads))
+    elements = sum(int(np.size(c[0])) for c in calls)
+    reference.evaluate([1.0], [0.5])  # warm up
+    t0 = time.perf_counter()
+    for x, y, w, p, red, grads in calls:
+        with contextlib.suppress(ValueError, TypeError):  # invalid cases raise: timed too
+            reference.evaluate(x, y, w, p, reduction=red, grads=grads)
+    t = time.perf_counter() - t0
+    print(f"{len(calls)} trials ({elements} elements; YAML cases + {examples} generated, "
+          f"seed {seed}): reference.evaluate total {t:.3f} s")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=10**6)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--trials", action="store_true",
+                    help="time evaluate over the default report's trials instead")
+    ap.add_argument("--examples", type=int, default=80)
+    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    if args.trials:
+        time_trials(args.examples, args.seed)
+        return
+    reference._CACHE_MAX_N = 0  # time every call in full (see the module docstring)
     n = args.n - args.n % 100
     rng = np.random.default_rng(0)
     shape = (n // 100, 100)

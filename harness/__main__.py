@@ -56,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--known", type=Path, action="append", default=[], metavar="FILE",
                    help="an expectations file on top of the shipped cases/expectations.yaml "
                         "and those plugins ship (repeatable; format in docs/expectations.md)")
+    r.add_argument("--packed-json", action="store_true",
+                   help="write report.json in the packed layout (schema_version 3: each call "
+                        "and trial's data once, about a fifth of the size) instead of the flat "
+                        "`results` records (version 2); harness diff and harness.report.load "
+                        "read both")
     r.add_argument("--no-shipped-expectations", action="store_true",
                    help="do not load cases/expectations.yaml (only --known files and plugins')")
     r.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
@@ -203,7 +208,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not args.quiet:
         console.log(f"{examples} generated examples (seed {args.seed}); {coverage_line}")
     stats: dict[str, Any] = {}
-    pool = Pool(opts.jobs)
+    worker_log = args.out / "workers.log"  # the frameworks' own stderr
+    with contextlib.suppress(OSError):
+        worker_log.unlink(missing_ok=True)
+    pool = Pool(opts.jobs, log=worker_log)
     written = False  # whether report.json holds the records
     try:
         with phases.run("calls"):
@@ -234,10 +242,10 @@ def cmd_report(args: argparse.Namespace) -> int:
                                expectations=entries.finish())
             if coverage_table is not None:
                 doc["coverage"] = coverage_table
-            json_path = report.write_json(doc, args.out)
+            json_path = report.write_json(doc, args.out, packed=args.packed_json)
         if not phases.ok("report.json"):
             with phases.run("report.json (records only)"):
-                json_path = report.write_json(doc, args.out)
+                json_path = report.write_json(doc, args.out, packed=args.packed_json)
         written = phases.ok("report.json") or phases.ok("report.json (records only)")
         if written and phases.ok("calls"):
             with contextlib.suppress(OSError):
@@ -256,7 +264,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if shrinks:
         run["shrinks"] = shrinks
     with phases.run("validate"):
-        report.validate(doc)
+        report.validate(doc, packed=args.packed_json)
     with phases.run("report.html"):
         html_path = report.write_html(doc, args.out)
     if not phases.ok("report.html"):
@@ -270,7 +278,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     run["interrupted"] = interrupted = interrupted or phases.interrupted
     run["seconds"] = round(time.monotonic() - started, 2)
     try:
-        report.write_json(doc, args.out)  # again, now holding every phase
+        report.write_json(doc, args.out, packed=args.packed_json)  # again, now holding every phase
     except Exception as exc:
         print(f"report.json could not be rewritten with the phases: {why(exc)}", file=sys.stderr)
         phases.records.append({"phase": "report.json (final)", "status": "failed",
@@ -282,6 +290,10 @@ def cmd_report(args: argparse.Namespace) -> int:
                   file=sys.stderr)
         else:
             print(f"not shrunk: {what}: {a.get('why')}", file=sys.stderr)
+    with contextlib.suppress(OSError):
+        if worker_log.stat().st_size:
+            print(f"the frameworks' own messages (their workers' stderr) are in {worker_log}",
+                  file=sys.stderr)
     for p in phases.failed:
         where = ("report.json holds every result (run.phases says what is missing)"
                  if written else f"the records are in {sink.path}")

@@ -61,6 +61,7 @@ import numpy as np
 
 __all__ = [
     "EXP_CLAMP",
+    "SelectMask",
     "U",
     "dd_add",
     "dd_add_fp",
@@ -72,9 +73,12 @@ __all__ = [
     "dd_mul_fp",
     "dd_sum",
     "dd_sum_error_factor",
+    "exp_neg_dd",
     "exp_scaled",
     "fast_two_sum",
+    "log1p_dd",
     "log1p_scaled",
+    "recip_dd",
     "round_settle",
     "select",
     "split",
@@ -97,20 +101,42 @@ _MAXF = float(np.finfo(np.float64).max)
 # ---------------------------------------------------------------------------
 
 
+class SelectMask:
+    """A boolean mask prepared once for many float64 ``select`` calls (two bit masks)."""
+
+    __slots__ = ("m", "mask", "nm")
+
+    def __init__(self, mask: np.ndarray):
+        self.mask = mask
+        self.m = -mask.astype(np.int64)
+        self.nm = ~self.m
+
+
 def select(mask: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``np.where(mask, a, b)`` for same-dtype float64/int arrays, bit-exact and branch-free.
 
     ``np.where`` with an unpredictable mask costs ~1.5 ns per element (branch
     mispredictions); selecting through the bit patterns costs a third of that and
-    keeps signed zeros and NaN payloads intact.
+    keeps signed zeros and NaN payloads intact. Selecting between one and the same scalar
+    object returns it unchanged (the reference's unscaled exponent 0 stays a Python int).
     """
+    if a is b and np.ndim(a) == 0:
+        return a
     a = np.asarray(a)
     b = np.asarray(b)
     if a.dtype == np.float64:
-        ia = np.broadcast_to(a, mask.shape).view(np.int64)
-        ib = np.broadcast_to(b, mask.shape).view(np.int64)
-        m = -mask.astype(np.int64)
-        return ((ia & m) | (ib & ~m)).view(np.float64)
+        if isinstance(mask, SelectMask):
+            m, nm = mask.m, mask.nm
+        else:
+            m = -mask.astype(np.int64)
+            nm = ~m
+        ia = (a if a.shape == m.shape else np.broadcast_to(a, m.shape)).view(np.int64)
+        ib = (b if b.shape == m.shape else np.broadcast_to(b, m.shape)).view(np.int64)
+        r = ia & m
+        r |= ib & nm
+        return r.view(np.float64)
+    if isinstance(mask, SelectMask):
+        mask = mask.mask
     dt = np.result_type(a, b)
     m = -mask.astype(dt)
     return (a.astype(dt, copy=False) & m) | (b.astype(dt, copy=False) & ~m)
@@ -442,6 +468,266 @@ def dd_log1p(xh, xl=None):
     return np.ldexp(h, e), np.ldexp(lo, e)
 
 
+# --- array-only variants that reuse their own temporaries (same arithmetic, fewer fresh
+# buffers: on numpy a fresh 128 KB temporary is a cache miss per line when written) ---
+
+
+def _ts(a, b):
+    """``two_sum`` for arrays (at least one operand an array)."""
+    s = a + b
+    bb = s - a
+    t = s - bb
+    np.subtract(a, t, out=t)
+    np.subtract(b, bb, out=bb)
+    t += bb
+    return s, t
+
+
+def _fts(a, b):
+    """``fast_two_sum`` for arrays."""
+    s = a + b
+    t = s - a
+    np.subtract(b, t, out=t)
+    return s, t
+
+
+def _spl(a):
+    """``_split`` for arrays."""
+    c = _SPLITTER * a
+    hi = c - a
+    np.subtract(c, hi, out=hi)
+    np.subtract(a, hi, out=c)
+    return hi, c
+
+
+def _tp(a, b, sa=None, sb=None):
+    """``_two_prod`` for arrays, with optionally presplit operands."""
+    p = a * b
+    a1, a2 = _spl(a) if sa is None else sa
+    b1, b2 = _spl(b) if sb is None else sb
+    e = a1 * b1
+    e -= p
+    t = a1 * b2
+    e += t
+    np.multiply(a2, b1, out=t)
+    e += t
+    np.multiply(a2, b2, out=t)
+    e += t
+    return p, e
+
+
+def _dd_add_arr(ah, al, bh, bl):
+    """``dd_add`` for arrays: the same operations, bit for bit."""
+    sh, sl = _ts(ah, bh)
+    th, tl = _ts(al, bl)
+    sl += th
+    vh, vl = _fts(sh, sl)
+    tl += vl
+    return _fts(vh, tl)
+
+
+def _dd_mul_fp_arr(ah, al, b):
+    """``dd_mul_fp`` for arrays: the same operations, bit for bit (signs of zero included)."""
+    ch, cl1 = _tp(ah, b)
+    cl2 = al * b
+    th, tl1 = _fts(ch, cl2)
+    tl1 += cl1
+    return _fts(th, tl1)
+
+
+def _dd_div_fp_arr(ah, al, b):
+    """``dd_div_fp`` for arrays and a float64 ``b``: the same operations, bit for bit."""
+    th = ah / b
+    ph, pl = _tp(th, b, None, _split(b))
+    np.subtract(ah, ph, out=ph)
+    ph -= pl
+    ph += al
+    ph /= b
+    return _fts(th, ph)
+
+
+# ---------------------------------------------------------------------------
+# unscaled dd kernels for moderate arguments (the reference's fast kernel)
+# ---------------------------------------------------------------------------
+
+
+def _make_fast_constants():
+    with localcontext() as ctx:
+        ctx.prec = 80
+        step = Decimal(2).ln() / _EXP_N
+        # ln2/8192 in three pieces for |N| < 2**23 (|x| <= 1000): the first two of 30 bits,
+        # so N * piece is exact, and the rest
+        rest = Fraction(step)
+        pieces = []
+        for _ in range(2):
+            c = _round_to_bits(rest, 30)
+            pieces.append(c)
+            rest -= Fraction(c)
+        pieces.append(float(rest))
+    th = _THIRD[0]
+    tsh, tsl = _split(np.float64(th))
+    return tuple(pieces), float(tsh), float(tsl)
+
+
+(_CW30, _THIRD_SH, _THIRD_SL) = _make_fast_constants()
+
+
+def exp_neg_dd(a):
+    """``e**-a`` as an unscaled dd ``(h, l)`` for ``0 <= a <= 700``; relative error <= 2**-96.
+
+    ``exp_scaled`` for the range where the result is a normal float64 number, in fewer
+    operations: a two-piece Cody-Waite reduction (``|N| < 2**23``), the same table of
+    ``2**(j/8192)``, and ``e**r`` (``|r| <= 2**-14.5``) as ``1 + r + r**2/2`` with the square
+    exact and the terms of order >= 3 (``<= 2**-45``) in float64; the power of two is
+    applied by multiplying with ``2**k`` built from its bits. ``l`` loses bits to
+    underflow only where ``h < 2**-969``.
+    """
+    x = -np.asarray(a, dtype=np.float64)
+    n = x * _INV_STEP
+    np.rint(n, out=n)
+    ni = n.astype(np.int64)
+    j = ni & (_EXP_N - 1)
+    ni >>= _EXP_BITS
+    ni += 1023
+    ni <<= 52
+    scale = ni.view(np.float64)  # 2**k, k >= -1011
+    c1, c2, c3 = _CW30
+    r1 = n * c1
+    np.subtract(x, r1, out=r1)
+    t = n * -c2
+    rh, rl = _ts(r1, t)  # both steps exact
+    np.multiply(n, c3, out=t)
+    rl -= t
+    # e**r = e**rh (1 + rl) with |rl| <= 2**-55 (n*c3 is not folded into rh):
+    # 1 + rh + rh**2/2 + [rl (1 + rh + rh**2/2) + rh**3/6 + rh**4/24 + rh**5/120 + rh**6/720]
+    sa, sb = _spl(rh)
+    q = rh * rh
+    qe = sa * sa
+    qe -= q
+    np.multiply(sa, sb, out=sa)
+    sa *= 2.0
+    qe += sa
+    np.multiply(sb, sb, out=sb)
+    qe += sb  # rh**2 = q + qe exactly
+    hq = 0.5 * q
+    rest = rh * (1.0 / 720)
+    rest += 1.0 / 120
+    rest *= rh
+    rest += 1.0 / 24
+    rest *= rh
+    rest += 1.0 / 6
+    rest *= rh
+    rest *= q
+    np.add(rh, hq, out=t)
+    t *= rl
+    t += rl
+    qe *= 0.5
+    qe += t
+    qe += rest  # 0.5*qe + (rl + rl*(rh + 0.5*q)) + rh*q*(...)
+    s1, e1 = _fts(1.0, rh)
+    s2, e2 = _fts(s1, hq)
+    e1 += e2
+    e1 += qe
+    eh, el = _fts(s2, e1)
+    h, lo = _ddmul_arr(_EXP_TH[j], _EXP_TL[j], eh, el)
+    h *= scale
+    lo *= scale
+    return h, lo
+
+
+def _ddmul_arr(ah, al, bh, bl):
+    """``dd_mul`` (DWTimesDW1) for arrays."""
+    p, e = _tp(ah, bh)
+    t = ah * bl
+    u = al * bh
+    t += u
+    e += t
+    return _fts(p, e)
+
+
+def log1p_dd(th, tl):
+    """``log1p(t)`` for an unscaled dd ``t = th + tl`` in ``[2**-900, 1]``; relative error
+    <= 2**-100 (plus the error of ``t`` itself).
+
+    ``log1p(t) = log(1 + j/1024) + 2*atanh(s)``, ``s = (t - j/1024)/(2 + j/1024 + t)``,
+    ``|s| <= 2**-12`` (``j = 0``: ``s = t/(2 + t)``, so a tiny ``t`` keeps its relative
+    accuracy). ``s`` is a dd quotient (one exact product for its residual);
+    ``2*atanh(s) = 2s(1 + z)``, ``z = s**2/3 + s**4/5 + ... <= 2**-25.5``, needs ``z`` to
+    only ~2**-77 relative: ``s**2`` and the product with ``1/3`` exact, the rest in float64.
+    """
+    jj = th * 1024.0
+    np.rint(jj, out=jj)
+    ji = jj.astype(np.intp)
+    cj = jj
+    cj *= 1.0 / 1024
+    nh = th - cj  # exact (Sterbenz; or cj = 0)
+    cj += 2.0
+    dh, dl = _fts(cj, th)
+    dl += tl
+    # s = (nh + tl)/(dh + dl): sh = nh/dh, then the residual through an exact product
+    sh = nh / dh
+    sa, sb = _spl(sh)
+    p, pe = _tp(sh, dh, (sa, sb))
+    np.subtract(nh, p, out=nh)
+    nh -= pe
+    nh += tl
+    np.multiply(sh, dl, out=pe)
+    nh -= pe
+    nh /= dh
+    sl = nh
+    # z = (s**2)(1/3 + s**2/5 + s**4/7 + s**6/9)
+    q = sh * sh
+    qe = sa * sa
+    qe -= q
+    np.multiply(sa, sb, out=p)
+    p *= 2.0
+    qe += p
+    np.multiply(sb, sb, out=p)
+    qe += p
+    np.multiply(sh, sl, out=p)
+    p *= 2.0
+    qe += p
+    tail = q * (1.0 / 9)
+    tail += 1.0 / 7
+    tail *= q
+    tail += 0.2
+    tail *= q
+    tail += _THIRD[1]
+    tail *= q
+    np.multiply(qe, _THIRD[0], out=p)
+    tail += p  # qe/3 + q*(third_lo + tail)
+    zh, ze = _tp(q, _THIRD[0], None, (_THIRD_SH, _THIRD_SL))
+    ze += tail
+    # s*z with the product of the leading words exact
+    m, me = _tp(sh, zh, (sa, sb))
+    np.multiply(sh, ze, out=p)
+    me += p
+    np.multiply(sl, zh, out=p)
+    me += p
+    wh, wl = _fts(sh, m)
+    wl += sl
+    wl += me
+    # log(1 + j/1024) + 2*(wh + wl); |log(1 + j/1024)| >= 2|wh| for j >= 1, and it is 0 for j = 0
+    wh *= 2.0
+    wl *= 2.0
+    wl += _LOGC_L[ji]
+    s1, e1 = _fts(_LOGC_H[ji], wh)
+    e1 += wl
+    return _fts(s1, e1)
+
+
+def recip_dd(h, lo):
+    """``1/(h + lo)`` in dd for ``h + lo`` in ``[1, 2]``; relative error <= 2**-102."""
+    rh = 1.0 / h
+    p, pe = _tp(rh, h)
+    np.subtract(1.0, p, out=p)  # exact: p is within an ulp of 1
+    p -= pe
+    np.multiply(rh, lo, out=pe)
+    p -= pe
+    p *= rh
+    return _fts(rh, p)
+
+
 # ---------------------------------------------------------------------------
 # rounding a (scaled) dd to float64
 # ---------------------------------------------------------------------------
@@ -591,11 +877,11 @@ def dd_sum(hi, lo, axis=-1):
         return z, z.copy()
     while n > 1:
         if n % 2:
-            pad = [(0, 0)] * (hi.ndim - 1) + [(0, 1)]
-            hi = np.pad(hi, pad)
-            lo = np.pad(lo, pad)
+            z = np.zeros((*hi.shape[:-1], 1))
+            hi = np.concatenate([hi, z], axis=-1)
+            lo = np.concatenate([lo, z], axis=-1)
             n += 1
-        hi, lo = dd_add(hi[..., 0::2], lo[..., 0::2], hi[..., 1::2], lo[..., 1::2])
+        hi, lo = _dd_add_arr(hi[..., 0::2], lo[..., 0::2], hi[..., 1::2], lo[..., 1::2])
         n //= 2
     return hi[..., 0], lo[..., 0]
 

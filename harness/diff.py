@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import layout
 from harness.records import READABLE_SCHEMA_VERSIONS, SEVERITY_ORDER, Status, decode_float
 from harness.records import UNEXPECTED as _UNEXPECTED
 
@@ -140,20 +141,56 @@ def load(path: str | Path) -> dict[str, Any]:
     problem = _structure_problem(doc)
     if problem:
         raise ReportFileError(f"{p}: not a bce-harness report: {problem}. {hint}")
+    if layout.is_packed(doc):  # version 3 writes each call and trial once
+        try:
+            doc = layout.unpack(doc)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise ReportFileError(f"{p}: not a bce-harness report: its calls and trials do not "
+                                  f"read back as records ({type(exc).__name__}: {exc}). "
+                                  f"{hint}") from None
+        problem = _records_problem(doc["results"])
+        if problem:
+            raise ReportFileError(f"{p}: not a bce-harness report: {problem}. {hint}")
     return doc
 
 
 def _structure_problem(doc: Any) -> str | None:
     if not isinstance(doc, dict):
         return f"the top level is a JSON {type(doc).__name__}, a report is an object"
-    missing = [k for k in ("schema_version", "results") if k not in doc]
-    if missing:
-        return f"it has no {' or '.join(repr(k) for k in missing)} field"
+    if "schema_version" not in doc:
+        return "it has no 'schema_version' field"
     if doc["schema_version"] not in READABLE_SCHEMA_VERSIONS:
-        versions = " and ".join(map(str, READABLE_SCHEMA_VERSIONS))
+        versions = ", ".join(map(str, READABLE_SCHEMA_VERSIONS[:-1])) + \
+            f" and {READABLE_SCHEMA_VERSIONS[-1]}"
         return (f"its schema_version is {doc['schema_version']!r} and this harness reads "
                 f"versions {versions} (diff it with the harness version that wrote it)")
-    results = doc["results"]
+    if isinstance(doc["schema_version"], int) and doc["schema_version"] >= 3 \
+            and "results" not in doc:  # (a flat one: written when laying it out failed)
+        calls = doc.get("calls")
+        if calls is None:
+            return "it has no 'calls' field"
+        if not isinstance(calls, list):
+            return "'calls' is not a list"
+        for i, c in enumerate(calls):
+            if not isinstance(c, dict):
+                return f"calls[{i}] is not an object"
+            for k in KEY_FIELDS[:5]:
+                if not isinstance(c.get(k), str):
+                    return f"calls[{i}] has no string {k!r}"
+            if not isinstance(c.get("checks"), dict):
+                return f"calls[{i}] has no 'checks' object"
+            for name, chk in c["checks"].items():
+                if not isinstance(chk, str | dict):
+                    return f"calls[{i}].checks[{name!r}] is neither a status nor an object"
+        if not isinstance(doc.get("trials", {}), dict):
+            return "'trials' is not an object"
+        return None
+    if "results" not in doc:
+        return "it has no 'results' field"
+    return _records_problem(doc["results"])
+
+
+def _records_problem(results: Any) -> str | None:
     if not isinstance(results, list):
         return "'results' is not a list"
     for i, r in enumerate(results):

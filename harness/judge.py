@@ -18,7 +18,7 @@ import numpy as np
 from harness import compare
 from harness.dtypes import dtype_name, promote
 from harness.protocol import Call, Result, Unsupported
-from harness.records import Record, encode_float
+from harness.records import Record, encode_float, fail_message, pass_message
 from harness.verdict.expectations import Evidence
 
 
@@ -287,16 +287,15 @@ def _judge_quantity(call: Call, check: str, got: np.ndarray, ref, want_dtype: st
     max_ulp = float(dist.ulps[largest_idx])
     n_bad = int(np.count_nonzero(failing))
     if passed:
-        message = (f"max {_fmt_ulp(max_ulp)} ulp ({measured}) at {list(largest_idx)}: got "
-                   f"{largest['got']}, expected {largest['expected']}, "
-                   f"{_fmt_ulp(dist.allowance[largest_idx])} ulp allowed there")
+        message = pass_message(max_ulp, measured, list(largest_idx), largest["got"],
+                               largest["expected"], largest["allowance"])
     else:
-        message = (f"{n_bad} of {got.size} element(s) beyond the allowance; worst at {list(idx)}: "
-                   f"got {worst['got']}, expected {worst['expected']} "
-                   f"({_fmt_ulp(dist.ulps[idx])} ulp > {_fmt_ulp(dist.allowance[idx])} allowed)")
+        extra["failing"] = n_bad
+        message = fail_message(n_bad, int(got.size), list(idx), worst["got"], worst["expected"],
+                               worst["ulp"], worst["allowance"])
     return record(check, "pass" if passed else "fail", message, max_ulp=fnum(max_ulp),
                   allowance=fnum(dist.allowance[idx]), cond=fnum(ref.cond[idx]), worst=worst,
-                  largest=largest, **extra), evidence
+                  **({} if largest is worst else {"largest": largest}), **extra), evidence
 
 
 def _element(call: Call, check: str, idx: tuple[int, ...], got64: np.ndarray, ref,
@@ -334,9 +333,3 @@ def _worst_inputs(call: Call, check: str, idx: tuple[int, ...]) -> dict[str, Any
                    else f"array of shape {list(np.shape(getattr(call, name)))}")
             for name in ("input", "target", "weight", "pos_weight")}
 
-
-def _fmt_ulp(x: float) -> str:
-    x = float(x)
-    if not np.isfinite(x):
-        return str(x)
-    return f"{x:.3g}"

@@ -1,11 +1,20 @@
 """pytest plugin (registered through `pytest11`): the conformance suite as tests.
 
-Any test that takes the `conformance` fixture is parametrized over backend ×
-implementation × device × dtype × case; each test runs the case's reductions and
-fails with the discrepancy and a reproduction snippet. A failure every element of
-which an expectation covers (docs/expectations.md) is xfailed with the
-expectation's reason; whether an expectation is `fixed` or `unused` is a verdict
-over a whole run, which `python -m harness report` gives.
+Any test that takes the `conformance` fixture is parametrized over backend × dtype.
+Each item runs that backend's every implementation and device over the cases in
+that dtype, once, in this process, judges the calls with the expectations exactly
+as `python -m harness report` does, and fails listing the unexpected discrepancies
+with a reproduction snippet of the first. One run per item, not one per case: the
+items of a backend split its work by dtype, which is how pytest-xdist spreads it.
+
+Collection imports no framework (the parameters are the backend names and the
+dtypes; whether a backend is available is decided when its item runs, which then
+skips with the backend's own reason), and the plugin changes nothing in a session
+that collects no conformance item: the single-threaded framework settings are made
+by the first conformance item, before it imports its framework.
+
+Whether an expectation is `fixed` or `unused` is a verdict over a whole run, which
+`python -m harness report` gives; an item only says what is unexpected.
 
 Options: --backend, --device, --dtype, --plugin, --cases, --known.
 """
@@ -17,14 +26,10 @@ from typing import Any
 
 import pytest
 
+from harness.protocol import DTYPES
+
 _STATE: dict[str, Any] = {}
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    # pytest-xdist runs one process per core; one framework thread each (runner.py)
-    from harness.runner import single_threaded
-
-    single_threaded()
+SHOW = 8  # unexpected records listed in a failing item
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -46,108 +51,106 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @dataclass(frozen=True)
 class Conformance:
-    """One parametrized conformance test: a backend's implementation on a device and case."""
+    """One conformance item: a backend's implementations and devices in one dtype."""
 
     backend: str
-    implementation: str
-    device: str
     dtype: str
-    case_index: int
 
     def __str__(self) -> str:
-        return f"{self.backend}-{self.implementation}-{self.device}-{self.dtype}"
+        return f"{self.backend}-{self.dtype}"
 
 
-def _setup(config: pytest.Config) -> dict[str, Any]:
-    if "backends" in _STATE:
-        return _STATE
-    from harness.cases import load_cases
-    from harness.registry import UsageError, discover, select
+def _backends(config: pytest.Config) -> list[Any]:
+    """The selected backends, found without importing any framework."""
+    if "backends" not in _STATE:
+        from harness.registry import UsageError, discover, select
 
-    try:
-        loaded = select(discover(config.getoption("--plugin")), config.getoption("--backend"))
-        cases = load_cases(config.getoption("--cases") or None)
-        from harness.verdict import expectations as expect
-
-        entries = expect.load(config.getoption("--known"))
-    except UsageError as exc:
-        raise pytest.UsageError(str(exc)) from None
-    _STATE.update(backends=loaded, cases=cases, entries=entries, infos={})
-    from harness.runner import ReferenceCache
-
-    _STATE["refs"] = ReferenceCache()
-    return _STATE
+        try:
+            _STATE["backends"] = select(discover(config.getoption("--plugin")),
+                                        config.getoption("--backend"))
+        except UsageError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    return _STATE["backends"]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "conformance" not in metafunc.fixturenames:
         return
-    from harness.cases import CaseFileError
+    wanted = metafunc.config.getoption("--dtype")
+    unknown = [d for d in wanted if d not in DTYPES]
+    if unknown:
+        raise pytest.UsageError(f"--dtype {unknown[0]} is not a dtype; use one of "
+                                f"{', '.join(DTYPES)}.")
+    dtypes = [d for d in DTYPES if not wanted or d in wanted]
+    # dtype-major: neighbouring items share the trials whose reference a process keeps
+    params = [Conformance(b.name, d) for d in dtypes for b in _backends(metafunc.config)]
+    metafunc.parametrize("conformance", params, ids=[str(p) for p in params])
 
-    try:
-        state = _setup(metafunc.config)
-    except CaseFileError as exc:
-        raise pytest.UsageError(str(exc)) from None
-    devices = set(metafunc.config.getoption("--device"))
-    dtypes = set(metafunc.config.getoption("--dtype"))
-    params, ids = [], []
-    for loaded in state["backends"]:
-        info = state["infos"].setdefault(loaded.name, loaded.info())
-        reason = info["availability"]
-        if reason is not None:
-            params.append(pytest.param(None, marks=pytest.mark.skip(
-                reason=f"{loaded.name}: {reason}")))
-            ids.append(f"{loaded.name}-unavailable")
-            continue
-        for impl in info["implementations"]:
-            for dev in info["devices"]:
-                if devices and dev not in devices:
-                    continue
-                for i, case in enumerate(state["cases"]):
-                    for dt in case.dtypes:
-                        if dt not in info["dtypes"] or (dtypes and dt not in dtypes):
-                            continue
-                        params.append(Conformance(loaded.name, impl, dev, dt, i))
-                        ids.append(f"{loaded.name}-{impl}-{dev}-{dt}-{case.name}")
-    if not params:
-        wanted = ", ".join(f"{k} {' '.join(v)}" for k, v in (
-            ("--device", sorted(devices)), ("--dtype", sorted(dtypes))) if v)
-        params = [pytest.param(None, marks=pytest.mark.skip(
-            reason=f"no installed backend offers {wanted or 'anything to run'}"))]
-        ids = ["nothing-selected"]
-    metafunc.parametrize("conformance", params, ids=ids)
+
+def _setup(config: pytest.Config) -> dict[str, Any]:
+    """Cases and expectations, loaded once per process (the first item pays)."""
+    if "cases" not in _STATE:
+        from harness.cases import CaseFileError, load_cases
+        from harness.registry import UsageError
+        from harness.runner import ReferenceCache, single_threaded
+        from harness.verdict import expectations as expect
+
+        single_threaded()  # before any framework is imported in this process
+        try:
+            _STATE["cases"] = load_cases(config.getoption("--cases") or None)
+            _STATE["expectations"] = expect.load(config.getoption("--known"))
+            _STATE["refs"] = ReferenceCache()  # shared by every backend's items here
+        except (CaseFileError, UsageError) as exc:
+            raise pytest.UsageError(str(exc)) from None
+    return _STATE
+
+
+def conformance_records(c: Conformance, config: pytest.Config) -> tuple[Any, list[Any], Any]:
+    """Run one backend in one dtype over the cases; its records, judged with the
+    expectations. Skips (with the backend's reason) what cannot run here."""
+    from harness.runner import RunOptions, expand, iter_inprocess
+
+    state = _setup(config)
+    loaded = next(b for b in _backends(config) if b.name == c.backend)
+    info = loaded.info()
+    if info["availability"] is not None:
+        pytest.skip(f"{c.backend}: {info['availability']}")
+    if c.dtype not in info["dtypes"]:
+        pytest.skip(f"{c.backend} does not offer {c.dtype} (it offers "
+                    f"{', '.join(info['dtypes'])})")
+    devices = tuple(config.getoption("--device"))
+    if devices and not set(devices) & set(info["devices"]):
+        pytest.skip(f"{c.backend} has no device {', '.join(devices)} here (it has "
+                    f"{', '.join(info['devices'])})")
+    trials = expand(state["cases"], (c.dtype,))
+    opts = RunOptions(devices=devices, dtypes=(c.dtype,))
+    records = list(iter_inprocess(loaded, trials, opts, state["expectations"],
+                                  refs=state["refs"]))
+    return loaded, trials, records
 
 
 def run_conformance(c: Conformance, config: pytest.Config) -> None:
-    """Run one parametrized conformance test (called by tests/test_conformance.py)."""
+    """Run one conformance item (called by tests/test_conformance.py)."""
     from harness.records import UNEXPECTED
     from harness.repro import snippet
-    from harness.runner import Trial, run_inprocess
+    from harness.runner import Trial
 
-    state = _setup(config)
-    loaded = next(b for b in state["backends"] if b.name == c.backend)
-    case = state["cases"][c.case_index]
-    bad, known_reasons = [], []
-    for reduction in case.reductions:
-        trial = Trial(case, c.dtype, reduction)
-        records = run_inprocess(loaded.backend, trial, c.implementation, c.device,
-                                state["refs"], state["entries"])
-        for r in records:
-            if r["status"] in UNEXPECTED:
-                bad.append((r, trial))
-            elif r["status"] == "known":
-                known_reasons.append(f"[{reduction}] {r['check']}: "
-                                     f"{r['expected_by'][0]['reason']}")
-    if bad:
-        lines = [f"{len(bad)} unexpected discrepancies for {c} on case {case.name} "
-                 f"({case.source}):"]
-        for r, _ in bad[:8]:
-            lines.append(f"  {r['status'].upper()} [{r['reduction']}] {r['check']}: "
-                         f"{r['message']}")
-        r, trial = bad[0]
-        lines.append("reproduce the first one with:")
-        lines.append(snippet(loaded.backend, loaded.spec, trial.call(c.implementation, c.device),
-                             case.name, case.source))
-        pytest.fail("\n".join(lines), pytrace=False)
-    if known_reasons:
-        pytest.xfail("known: " + " | ".join(sorted(set(known_reasons))[:3]))
+    loaded, trials, records = conformance_records(c, config)
+    bad = [r for r in records if r["status"] in UNEXPECTED]
+    if not bad:
+        return
+    by_case = {t.case.name: t.case for t in trials}
+    lines = [f"{len(bad)} unexpected discrepancies for {c.backend} in {c.dtype} "
+             f"({len(records)} records over {len(trials)} trials):"]
+    for r in bad[:SHOW]:
+        lines.append(f"  {r['status'].upper()} {r['implementation']}@{r['device']} "
+                     f"{r['case']} [{r['reduction']}] {r['check']}: {r['message'][:300]}")
+    if len(bad) > SHOW:
+        lines.append(f"  … and {len(bad) - SHOW} more")
+    first = bad[0]
+    case = by_case[first["case"]]
+    call = Trial(case, c.dtype, first["reduction"]).call(first["implementation"],
+                                                        first["device"])
+    lines.append("reproduce the first one with:")
+    lines.append(snippet(loaded.backend, loaded.spec, call, case.name, case.source))
+    pytest.fail("\n".join(lines), pytrace=False)

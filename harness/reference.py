@@ -32,13 +32,30 @@ Nothing here evaluates those formulas in float64. Per element the work is:
 3. Every factor is a mantissa in [0.5, 1) times a separate int exponent (``frexp``),
    so products of four arguments near 1e308 or 1e-300 neither overflow nor lose bits,
    and subnormal results are rounded from the full dd value (``ddmath.to_float``).
+   Ordinary elements -- ``2**-60 <= |x| <= 64``, y and p zero or of magnitude within
+   ``2**+-100``, w within ``2**+-100`` (``_fast_mask``) -- take a fast kernel instead
+   (``_chunk_fast``): the same brackets and bounds on the values themselves, no
+   exponents kept apart (nothing can under- or overflow there), with leaner dd steps
+   (``ddmath.exp_neg_dd``, ``log1p_dd``, ``recip_dd``) and operations that reuse their
+   temporaries. Its results are those of the general kernel (``_chunk``): the values are
+   correctly rounded either way, and the condition numbers, which are float64
+   functions of the dd results' leading words, get the same leading words; an element
+   whose bracket cancels by more than ``2**24`` (its leading word would then depend on
+   the last bits of ``e**-|x|``) is computed by ``_chunk`` itself.
 4. Ziv's strategy: each dd result carries a rigorous error bound (``_EPS = 2**-90``
    times the magnitudes of its inexact terms; the dd algorithms err by < 2**-95). If
    the bound cannot settle the rounding -- the value is within 2**-90 of a rounding
    boundary, e.g. an exact midpoint such as 3 * (2**52 + 3) plus an invisible
-   e**-4.5e15 -- that element is recomputed exactly with ``fractions``/``decimal``
-   (``_slow_*``), with increasing precision until the rounding is decided. So the
-   result is correctly rounded always, not just almost always.
+   e**-4.5e15 -- that element (or that sum) goes to the exact path (``_slow_sum``).
+   Level 2: every term is ``R0 + R1*F``; the rational parts ``R0`` and ``R1`` are summed
+   exactly in integer arithmetic (dyadic numbers, identical elements merged), and only
+   the distinct transcendental values ``F`` carry a bound (their dd values, 2**-88).
+   That decides cancelling sums (``1e16 + sp(1) - 1e16`` repeated) and ties broken by
+   an ``e**-|x|`` beyond ``EXP_CLAMP`` (a positive infinitesimal of known sign). Level
+   3, for a value within 2**-88 of the F parts of a rounding boundary: the same terms
+   in ``fractions``/``decimal`` with increasing precision until the rounding is
+   decided (``_slow_round``). So the result is correctly rounded always, not just
+   almost always.
 5. Reductions sum the exact dd terms (not the rounded elementwise values), aligned to a
    common exponent, by a pairwise dd tree; the bound then covers the terms' bounds and
    the tree's rounding, and Ziv's test again decides.
@@ -81,12 +98,16 @@ element with a non-finite argument, whose limits are exact) give 0. A reduced re
 
 Speed
 -----
-Work is done in chunks of 16384 elements so the ~1000 numpy temporaries per chunk stay
+Work is done in chunks of 16384 elements so the numpy temporaries of a chunk stay
 in cache; for arrays of 65536 elements or more glibc's heap trimming is relaxed once
 per process (``_tune_malloc``), which otherwise costs more in page faults than the
-arithmetic. Expect roughly 15-35x the time of a plain float64 formula, about 2.5e6
-elements per second for loss and all gradients on one core
-(``benchmarks/bench_reference.py``).
+arithmetic. On ordinary arguments (the fast kernel) expect about 1.5e6-1.7e6 elements
+per second for loss and all gradients with condition numbers on one core, about 9x
+(mean) and 14-15x (none) the time of a plain float64 numpy formula on a quiet machine
+(``benchmarks/bench_reference.py``); elements outside the fast domain cost about
+twice as much. A call of up to 131072 elements keeps its elementwise terms in a small
+cache (64 MiB at most, keyed by the arguments' contents), so the "none", "mean" and
+"sum" calls of a report on the same arguments compute them once.
 
 Zeros: a result whose exact value is non-zero but rounds to zero keeps the sign of
 the exact value; the sign of an exact zero is not part of the contract.
@@ -94,7 +115,10 @@ the exact value; the sign of an exact zero is not part of the contract.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from fractions import Fraction
@@ -475,6 +499,230 @@ def _chunk(x, y, w, p, tz, want: set[str], with_cond: bool):
 
 
 # ---------------------------------------------------------------------------
+# the fast kernel: ordinary arguments, no frames
+# ---------------------------------------------------------------------------
+
+#: the fast kernel's domain: |x| in [_FAST_AMIN, _FAST_AMAX]; y and p zero or of magnitude in
+#: [_FAST_LO, _FAST_HI]; w of magnitude in [_FAST_LO, _FAST_HI]; not (y == 1 and p == 0),
+#: not y = -0.0 (exact zeros whose signs _chunk decides).
+#: There e**-|x| >= 2**-93 and every product the kernel and the condition numbers form lies
+#: between 2**-1000 and 2**1000 or is exactly zero, so no value needs a separate exponent.
+_FAST_AMIN = 2.0**-60
+_FAST_AMAX = 64.0
+_FAST_LO = 2.0**-100
+_FAST_HI = 2.0**100
+
+
+#: a bracket cancelling by more than this goes to ``_chunk`` when condition numbers are
+#: wanted (see ``_chunk_fast``): its leading word then differs from ``_chunk``'s with a
+#: probability of about ``2**-43 * spread`` (the two compute the same exact value with
+#: different rounding errors of ~2**-96), at most 2**-19 here, and such elements are rare
+_REDO_SPREAD = 2.0**24
+
+
+def _fast_mask(x, y, w, p):
+    """Elements inside the fast kernel's domain (NaN and inf fall outside by comparison)."""
+    a = np.abs(x)
+    ok = (a >= _FAST_AMIN) & (a <= _FAST_AMAX)
+    for v, zero_ok in ((y, True), (p, True), (w, False)):
+        if v is None:
+            continue
+        av = np.abs(v)
+        if zero_ok:
+            ok &= (av <= _FAST_HI) & ((av >= _FAST_LO) | (av == 0))
+        else:
+            ok &= (av <= _FAST_HI) & (av >= _FAST_LO)
+    if p is not None:
+        # y = 1, p = 0 makes the loss and d/dx exactly zero: leave their signs to _chunk
+        ok &= (y != 1) | (p != 0)
+    # y = -0.0 makes d/dp an exact -0.0 whose sign depends on the last bits: _chunk's
+    ok &= (y != 0) | ~np.signbit(y)
+    return ok
+
+
+def _chunk_fast(x, y, w, p, want: set[str], with_cond: bool):
+    """``_chunk`` for elements inside the fast domain (``_fast_mask``): no frames, fewer steps.
+
+    The same brackets ``R0 + R1*F`` with the same kind of rigorous bounds, computed on
+    the values themselves (the domain keeps every intermediate in the normal range, so no
+    exponent is kept apart) and with cheaper dd steps: ``exp_neg_dd``, ``log1p_dd``,
+    ``recip_dd`` (``K = num * s(|x|)`` instead of a division), presplit factors, select
+    masks made once, additions of non-cancelling terms in the sloppy dd form (their
+    bound is charged on the terms' magnitudes anyway). Exponents are returned as the
+    int 0; ``_cond_numerators`` and ``_sf_*`` then skip their frames.
+
+    Returns ``(out, redo)``: ``_chunk``'s dict, and with ``with_cond`` a mask of the
+    elements whose G, K or B cancels by more than ``_REDO_SPREAD`` (``None`` if there are
+    none).
+    Condition numbers are float64 functions of the brackets' leading words; where a
+    bracket cancels, its leading word depends on the last bits of the transcendental
+    values, so those few elements are recomputed by ``_chunk`` itself to give the same
+    leading words (the values are correctly rounded either way).
+    """
+    out: dict[str, Any] = {}
+    brackets = {q for q in want if q in "GKBY"} | {q[1] for q in want if q[0] == "w"}
+    if with_cond:
+        brackets |= {"G", "K", "B"} | ({"Y"} if p is not None else set())
+    sel = dm.select
+    eps_s = _EPS * _SLACK  # read here: the tests widen _EPS to force the exact path
+    a = np.abs(x)
+    xp = dm.SelectMask(x >= 0)
+    th, tl = dm.exp_neg_dd(a)  # t = e**-|x|
+    need_l1 = bool(brackets & {"G", "B", "Y"}) or with_cond
+    need_sig = "K" in brackets or with_cond
+    need_s = "Y" in brackets or with_cond
+    if need_l1:
+        lh, ll = dm.log1p_dd(th, tl)  # L = log1p(t) = sp(-|x|)
+        lsp = dm._spl(lh)
+    if need_sig:
+        uh, ue = dm._fts(1.0, th)
+        sbh, sbl = dm.recip_dd(uh, ue + tl)  # s(|x|) = 1/(1 + t)
+        sbsp = dm._spl(sbh)
+        tsp = dm._spl(th)
+    if with_cond:
+        ssh = _ddmul(th, tl, sbh, sbl, tsp, sbsp)[0]  # s(-|x|) = t/(1 + t)
+    if need_s:
+        sh, sl = dm._ts(a, lh)  # S = sp(|x|) = |x| + L
+        sh, sl = dm._fts(sh, sl + ll)
+    c1h, c1l = dm._ts(1.0, -y)  # 1 - y, exact
+    if p is not None:
+        pyh, pyl = dm._tp(p, y)  # p*y, exact
+    else:
+        pyh, pyl = y, np.zeros_like(y)
+    redo = None
+    if "G" in brackets:
+        if p is not None:
+            lgh, lgl = dm._dd_add_arr(c1h, c1l, pyh, pyl)  # l = 1 - y + p*y
+        c0h = sel(xp, c1h, pyh)
+        c0l = sel(xp, c1l, pyl)
+        asp = dm._spl(a)
+        r0h, r0l = _ddmul_fp(c0h, c0l, a, asp)
+        if p is not None:
+            t1h, t1l = _ddmul(lgh, lgl, lh, ll, None, lsp)
+        else:
+            t1h, t1l = lh, ll
+        gh, gl = _ddadd(r0h, r0l, t1h, t1l)
+        mag = np.abs(r0h)
+        mag += np.abs(t1h)
+        if with_cond:
+            redo = mag > np.abs(gh) * _REDO_SPREAD
+        mag *= eps_s
+        out["G"] = ((gh, gl, 0), mag)
+    if "B" in brackets:
+        mcg = sel(xp, -1.0, p) if p is not None else sel(xp, -1.0, 1.0)
+        r0h, r0l = dm._tp(mcg, a)  # exact
+        if p is not None:
+            pm1h, pm1l = dm._ts(p, -1.0)
+            t1h, t1l = _ddmul(pm1h, pm1l, lh, ll, None, lsp)
+            bh, bl = _ddadd(r0h, r0l, t1h, t1l)
+            mag = np.abs(r0h)
+            mag += np.abs(t1h)
+            if with_cond:
+                redo |= mag > np.abs(bh) * _REDO_SPREAD
+            mag *= eps_s
+            out["B"] = ((bh, bl, 0), mag)
+        else:
+            out["B"] = ((r0h, r0l, 0), np.zeros_like(r0h))
+    if "Y" in brackets:
+        nh = sel(xp, lh, sh)
+        nl = sel(xp, ll, sl)
+        yh, yl = dm._dd_mul_fp_arr(nh, nl, y)  # as _chunk: an exact zero for y = +0 stays +0
+        dy = np.abs(yh)
+        dy *= 2.0 * eps_s
+        out["Y"] = ((yh, yl, 0), dy)
+    if "K" in brackets:
+        # K = (A - B t) s(|x|), (A, -B) = (1 - y, -p y) for x >= 0, (-p y, 1 - y) for x < 0
+        npyh = -pyh
+        npyl = -pyl
+        cah = sel(xp, c1h, npyh)
+        cal = sel(xp, c1l, npyl)
+        cbh = sel(xp, npyh, c1h)
+        cbl = sel(xp, npyl, c1l)
+        mh, ml = _ddmul(cbh, cbl, th, tl, None, tsp)
+        nuh, nul = _ddadd(cah, cal, mh, ml)
+        kh, kl = _ddmul(nuh, nul, sbh, sbl, None, sbsp)
+        mag = np.abs(cah)
+        mag += np.abs(mh)
+        mag *= sbh
+        akh = np.abs(kh)
+        if with_cond:
+            redo |= mag > akh * _REDO_SPREAD
+        mag += akh
+        mag *= eps_s
+        out["K"] = ((kh, kl, 0), mag)
+    if w is not None and any(q[0] == "w" for q in want):
+        wsp = dm._spl(w)
+        aws = np.abs(w)
+        aws *= _SLACK
+    for q in want:
+        if q[0] != "w":
+            continue
+        (qh, ql, _), d = out[q[1]]
+        if w is None:
+            out[q] = out[q[1]]
+            continue
+        if q == "wY":  # Y may be an exact zero: the same operation as _chunk for its sign
+            hw, lw = dm._dd_mul_fp_arr(qh, ql, w)
+        else:
+            hw, lw = _ddmul_fp(qh, ql, w, wsp)
+        dw = aws * d
+        ahw = np.abs(hw)
+        ahw *= _EPS_OP
+        dw += ahw
+        out[q] = ((hw, lw, 0), dw)
+    if with_cond:
+        blocks = {
+            "a": (a, 0),
+            "y": (np.abs(y), 0),
+            "c1": (np.abs(c1h), 0),
+            "L1": (lh, 0),
+            "S": (sh, 0),
+            "sB": (sbh, 0),
+            "sS": (ssh, 0),
+            "xpos": xp,
+            "py": (np.abs(pyh), 0),
+        }
+        if p is not None:
+            blocks["p"] = (p, 0)
+            blocks["l"] = (lgh, 0)
+        else:
+            blocks["l"] = (np.ones_like(a), 0)
+        for b in ("G", "K", "B", "Y"):
+            if b in out:
+                blocks[b] = (out[b][0][0], 0)
+        out.update(_cond_numerators(blocks, w is not None, p is not None))
+        if redo is not None and not redo.any():
+            redo = None
+    return out, redo
+
+
+def _ddmul(ah, al, bh, bl, sa=None, sb=None):
+    """dd * dd (DWTimesDW1, relative error <= 7u**2) with optional presplit leading words."""
+    p, e = dm._tp(ah, bh, sa, sb)
+    t = ah * bl
+    u = al * bh
+    t += u
+    e += t
+    return dm._fts(p, e)
+
+
+def _ddmul_fp(ah, al, b, sb):
+    """dd * float64 with ``b`` presplit; relative error <= 2u**2."""
+    p, e = dm._tp(ah, b, None, sb)
+    t = al * b
+    e += t
+    return dm._fts(p, e)
+
+
+def _ddadd(ah, al, bh, bl):
+    """Sloppy dd + dd: error <= 2u**2 (|a| + |b|), charged by the callers' bounds."""
+    s, e = dm._ts(ah, bh)
+    t = al + bl
+    e += t
+    return dm._fts(s, e)
+
+
+# ---------------------------------------------------------------------------
 # condition numbers (plain float64 on scaled mantissas: no overflow, no NaN)
 # ---------------------------------------------------------------------------
 
@@ -483,7 +731,7 @@ def _sf_mul(*fs):
     m = np.abs(fs[0][0])
     e = fs[0][1]
     for f in fs[1:]:
-        m = m * np.abs(f[0])
+        m *= np.abs(f[0])
         e = e + f[1]
     return m, e
 
@@ -491,6 +739,13 @@ def _sf_mul(*fs):
 def _sf_sum(fs, signed=False):
     """Sum of scaled floats (m, e); non-negative terms unless ``signed``."""
     ms = [f[0] if signed else np.abs(f[0]) for f in fs]
+    if all(type(f[1]) is int and f[1] == 0 for f in fs):
+        # unscaled terms (the fast kernel): the frame below would be 2**0 for every
+        # non-zero term, so this is the same sum in the same order, without the frame
+        tot = ms[0] + ms[1] if len(ms) > 1 else ms[0].copy()
+        for m in ms[2:]:
+            tot += m
+        return tot, 0
     es = [f[1] + _NOEXP * (m == 0) for m, f in zip(ms, fs, strict=True)]
     emax = es[0]
     for e in es[1:]:
@@ -504,8 +759,13 @@ def _sf_sum(fs, signed=False):
 def _sf_ratio(n, d):
     """``n/d`` for scaled floats, with the cond conventions for d == 0."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        r = np.ldexp(np.abs(n[0]) / np.abs(d[0]), (n[1] - d[1]).clip(-5000, 5000))
-    r = np.where(d[0] == 0, np.where(n[0] == 0, 0.0, np.inf), r)
+        r = np.abs(n[0])
+        r /= np.abs(d[0])
+        if not (type(n[1]) is int and type(d[1]) is int and n[1] == d[1]):
+            r = np.ldexp(r, np.clip(n[1] - d[1], -5000, 5000))
+    z = d[0] == 0
+    if z.any():
+        r = np.where(z, np.where(n[0] == 0, 0.0, np.inf), r)
     return r
 
 
@@ -826,8 +1086,15 @@ def _evaluate(input, target, weight, pos_weight, reduction, want_value, grad_nam
         ps = np.where(isnan | np.isinf(p), 0.0, p) if p is not None else None
         tz = xinf & ~isnan
     keys = {_OUTPUTS[nm][1] for nm in names}
+    need = {_OUTPUTS[nm][1] for nm in names}
+    if with_cond:
+        need |= {_NUMKEY[k] for k in need}
+    ck = _cache_key(x0, y0, w0, p0, need, with_cond) if n <= _CACHE_MAX_N else None
+    hit = _cache_get(ck) if ck is not None else None
     kinds: dict[str, np.ndarray] = {}
-    if any_special:
+    if hit is not None:
+        kinds, chunks = hit
+    elif any_special:
         idx = np.flatnonzero(special)
         sub = _special_kinds(
             keys, x[idx], y[idx], None if w is None else w[idx], None if p is None else p[idx],
@@ -868,17 +1135,25 @@ def _evaluate(input, target, weight, pos_weight, reduction, want_value, grad_nam
         plans.append(pl)
 
     # --- the chunk loop ------------------------------------------------------------
-    for s0 in range(0, n, _CHUNK):
+    if hit is None:
+        chunks = []
+    for ci, s0 in enumerate(range(0, n, _CHUNK)):
         sl = slice(s0, min(n, s0 + _CHUNK))
         wc = None if w is None else w[sl]
-        r = _chunk(
-            xs[sl], ys[sl], None if ws is None else ws[sl], None if ps is None else ps[sl],
-            None if tz is None else tz[sl], keys, with_cond,
-        )
+        if hit is not None:
+            r, allfast = chunks[ci]
+        else:
+            fm = _fast_mask(x[sl], y[sl], wc, None if p is None else p[sl])
+            r, allfast = _run_chunk(
+                (xs[sl], ys[sl], None if ws is None else ws[sl], None if ps is None else ps[sl]),
+                None if tz is None else tz[sl], fm, keys, with_cond, need)
+            if ck is not None:
+                chunks.append(({k: r[k] for k in need}, allfast))
         spc = special[sl] if any_special else None
         for pl in plans:
             (h, lo, e), d = r[pl.key]
-            kd = kinds[pl.key][sl] if pl.key in kinds else None
+            # an all-fast chunk has no special element (NaN and inf are outside the domain)
+            kd = kinds[pl.key][sl] if pl.key in kinds and not allfast else None
             if kd is not None:
                 zero = kd != 0
                 h = np.where(zero, 0.0, h)
@@ -888,14 +1163,32 @@ def _evaluate(input, target, weight, pos_weight, reduction, want_value, grad_nam
             if with_cond:
                 nm_, ne_ = r[_NUMKEY[pl.key]]
                 if pl.key[0] == "w" and wc is not None:
-                    mw, ew = _frexp(wc)
-                    with np.errstate(invalid="ignore"):  # inf·0 where an argument is
-                        nm_ = nm_ * np.abs(mw)           # special: same bits, no warning
-                    ne_ = ne_ + ew
+                    if allfast:  # unscaled numerators: times |w| itself, same bits
+                        nm_ = nm_ * np.abs(wc)
+                    else:
+                        mw, ew = _frexp(wc)
+                        with np.errstate(invalid="ignore"):  # inf·0 where an argument is
+                            nm_ = nm_ * np.abs(mw)           # special: same bits, no warning
+                        ne_ = ne_ + ew
                 if spc is not None:
                     nm_ = np.where(spc, 0.0, nm_)
                 num = (nm_, ne_)
-            if pl.mode == "elem":
+            if pl.mode == "elem" and allfast:
+                # normal results in the 2**0 frame: round_settle's main case, leaner
+                h0 = h
+                if pl.div != 1:
+                    h, lo = dm._dd_div_fp_arr(h, lo, float(pl.div))
+                    d = d * (_SLACK / pl.div)
+                    t = np.abs(h)
+                    t *= _EPS_OP
+                    d += t
+                pl.val[sl] = h
+                settled = _settled_normal(h, lo, d)
+                if not settled.all():
+                    pl.unsettled.extend((np.flatnonzero(~settled) + s0).tolist())
+                if with_cond:
+                    pl.cond[sl] = _sf_ratio(num, (h0, e))
+            elif pl.mode == "elem":
                 h0 = h
                 if pl.div != 1:
                     h, lo = dm.dd_div_fp(h, lo, float(pl.div))
@@ -915,14 +1208,17 @@ def _evaluate(input, target, weight, pos_weight, reduction, want_value, grad_nam
                         c = np.where(spc, 0.0, c)
                     pl.cond[sl] = c
             elif pl.mode == "full":
-                pl.partials.append(_align_sum(h[None], lo[None], e[None], d[None],
-                                              None if num is None else (num[0][None], num[1][None]),
+                pl.partials.append(_align_sum(h[None], lo[None], _row(e), d[None],
+                                              None if num is None else (num[0][None], _row(num[1])),
                                               None if kd is None else kd[None]))
             else:
                 t = pl.terms
                 t["h"][sl], t["l"][sl], t["e"][sl], t["d"][sl] = h, lo, e, d
                 if with_cond:
                     t["nm"][sl], t["ne"][sl] = num
+
+    if ck is not None and hit is None:
+        _cache_put(ck, (kinds, chunks))
 
     # --- finish every output ---------------------------------------------------------
     slow_args = (xs, ys, ws, ps, tz)
@@ -1001,6 +1297,89 @@ def _evaluate(input, target, weight, pos_weight, reduction, want_value, grad_nam
 _KIND_VALUES = np.array([0.0, 0.0, np.inf, -np.inf, np.nan])
 
 
+def _row(e):
+    """Exponents as one row for ``_align_sum`` (the fast kernel's are the int 0)."""
+    return np.zeros((1, 1), np.int32) if np.ndim(e) == 0 else e[None]
+
+
+_MANT_MASK = np.int64((1 << 52) - 1)
+
+
+_EXP_BITS_MASK = np.int64(0x7FF << 52)
+_MANT_BITS_MASK = np.int64((1 << 52) - 1)
+
+
+def _settled_normal(h, lo, d):
+    """``round_settle``'s test for normalised dd values whose leading word is normal.
+
+    The same criterion bit for bit -- ``(|lo| + d) (1 + 2**-50)`` below half the gap
+    under ``|h|`` (a quarter ulp at a power of two), or ``d == 0`` -- without its scaling
+    and its subnormal and overflow branches, which the fast kernel's results (magnitudes
+    between 2**-1000 and 2**1000, or exact zeros) cannot reach.
+    """
+    bits = np.abs(h).view(np.int64)
+    hg = bits & _EXP_BITS_MASK
+    hg -= np.int64(53 << 52)
+    mz = (bits & _MANT_BITS_MASK) == 0
+    if mz.any():
+        hg[mz] -= np.int64(1 << 52)
+    t = np.abs(lo)
+    t += d
+    t *= 1.0 + 2.0**-50
+    ok = t < hg.view(np.float64)
+    ok |= d == 0
+    return ok
+
+
+def _run_chunk(args, tzc, fm, keys, with_cond, need):
+    """One chunk: the fast kernel where ``fm`` allows, ``_chunk`` elsewhere, interleaved.
+
+    Returns the results and whether they all came from the fast kernel (unscaled, int 0
+    exponents); mixed results carry int32 exponent arrays (0 for the fast elements).
+    """
+    m = fm.size
+    nfast = int(np.count_nonzero(fm))
+    if nfast == 0:
+        return _chunk(*args, tzc, keys, with_cond), False
+    if nfast == m:
+        rf, redo = _chunk_fast(*args, keys, with_cond)
+        if redo is None:
+            return rf, True
+        fi = np.arange(m)
+    else:
+        fi = np.flatnonzero(fm)
+        rf, redo = _chunk_fast(*(v[fi] if v is not None else None for v in args), keys, with_cond)
+    keep = slice(None)
+    if redo is not None:
+        keep = np.flatnonzero(~redo)
+        fi = fi[keep]
+    gi = np.flatnonzero(~fm) if redo is None else np.setdiff1d(np.arange(m), fi, assume_unique=True)
+    rg = _chunk(*(v[gi] if v is not None else None for v in args),
+                None if tzc is None else tzc[gi], keys, with_cond)
+    out = {}
+    for key in need:
+        a, b = rf[key], rg[key]
+        if key.startswith("num:"):
+            v = np.empty(m)
+            v[fi], v[gi] = a[0][keep], b[0]
+            ex = np.zeros(m, np.int32)
+            ex[gi] = b[1]
+            out[key] = (v, ex)
+            continue
+        (hf, lf, _), df = a
+        (hg, lg, eg), dg = b
+        h = np.empty(m)
+        lo = np.empty(m)
+        d = np.empty(m)
+        ex = np.zeros(m, np.int32)
+        h[fi], h[gi] = hf[keep], hg
+        lo[fi], lo[gi] = lf[keep], lg
+        d[fi], d[gi] = df[keep], dg
+        ex[gi] = eg
+        out[key] = ((h, lo, ex), d)
+    return out, False
+
+
 def _align_sum(h, lo, e, d, num, kd, absum=None, flags_in=None):
     """Sum each row of scaled-dd terms exactly enough, with a rigorous error bound.
 
@@ -1077,6 +1456,70 @@ def _broadcast_count(shape, padded) -> int:
     return int(np.prod([s for s, q in zip(shape, padded, strict=True) if q == 1], dtype=np.int64))
 
 
+#: calls with at most this many elements keep their elementwise terms in a small cache
+_CACHE_MAX_N = 1 << 17
+_CACHE_MAX_BYTES = 64 << 20
+_CACHE_MAX_ENTRIES = 256
+_cache: OrderedDict[bytes, tuple[dict, list]] = OrderedDict()
+_cache_bytes = [0]
+_cache_lock = threading.Lock()
+
+
+def _cache_key(x0, y0, w0, p0, need, with_cond) -> bytes:
+    """Digest of the arguments' float64 contents and shapes and of what is computed.
+
+    A report evaluates the same arguments for each reduction ("none", "mean", "sum"),
+    and often for several dtypes whose arrays come out identical: the elementwise terms
+    (everything before the reduction) are the same, so they are kept (``_cache_get``).
+    """
+    h = hashlib.blake2b(digest_size=20)
+    shapes = [None if v is None else v.shape for v in (x0, y0, w0, p0)]
+    h.update(repr((sorted(need), with_cond, shapes)).encode())
+    for v in (x0, y0, w0, p0):
+        if v is not None:
+            h.update(np.ascontiguousarray(v, dtype=np.float64).view(np.uint8))
+    return h.digest()
+
+
+def _cache_get(key):
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None:
+            _cache.move_to_end(key)
+        return hit
+
+
+def _cache_put(key, value) -> None:
+    """Keep ``(kinds, per-chunk terms)``, read-only, least recently used first out."""
+    size = 0
+    for arr in _iter_arrays(value):
+        if arr.flags.writeable:
+            arr.flags.writeable = False
+        size += arr.nbytes
+    if size > _CACHE_MAX_BYTES // 2:
+        return
+    with _cache_lock:
+        if key in _cache:
+            return
+        _cache[key] = value
+        _cache_bytes[0] += size
+        while _cache and (_cache_bytes[0] > _CACHE_MAX_BYTES
+                          or len(_cache) > _CACHE_MAX_ENTRIES):
+            _, old = _cache.popitem(last=False)
+            _cache_bytes[0] -= sum(a.nbytes for a in _iter_arrays(old))
+
+
+def _iter_arrays(obj):
+    if isinstance(obj, np.ndarray):
+        yield obj
+    elif isinstance(obj, (tuple, list)):
+        for v in obj:
+            yield from _iter_arrays(v)
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _iter_arrays(v)
+
+
 _MALLOC_TUNED = False
 
 
@@ -1109,17 +1552,236 @@ def _tune_malloc() -> None:
         pass
 
 
-def _slow_sum(key, members, slow_args, div):
-    """Exact evaluation (fractions/decimal) of the sum of ``key`` over element indices."""
-    xs, ys, ws, ps, tz = slow_args
-    parts = [
-        _slow_decompose(
-            key, float(xs[i]), float(ys[i]), 1.0 if ws is None else float(ws[i]),
-            1.0 if ps is None else float(ps[i]), bool(tz is not None and tz[i]), div,
-        )
-        for i in members
-    ]
+def _slow_sum(key, members, slow_args, div, fvals=None):
+    """Exact evaluation of the sum of ``key`` over element indices (one element or many).
+
+    Level 2 of Ziv's strategy, after the dd bound could not settle the rounding. Each
+    term is ``R0 + R1*F`` (``_dy_decompose``): ``R0`` and ``R1`` are exact dyadic rationals
+    (sums and products of the float64 arguments), summed exactly in integer arithmetic,
+    identical elements merged first; ``F`` (``log1p(e**-a)`` or ``e**-a/(1 + e**-a)``) is
+    taken from its dd value with a rigorous ``_EPS_F`` bound per distinct ``(kind, a)``,
+    and beyond ``EXP_CLAMP`` as a positive infinitesimal of known sign (it only breaks
+    ties). Only the bound on the ``F`` parts is left, so cancelling sums such as
+    ``1e16 + sp(1) - 1e16`` are decided here. ``fvals`` may hold precomputed ``F`` values
+    (``_f_values``). Where even that cannot decide -- a value within ``2**-88`` of the
+    ``F`` parts of a rounding boundary -- level 3 evaluates the same merged terms with
+    ``fractions``/``decimal`` (``_slow_round``) at increasing precision.
+    """
+    r0, groups = _dy_terms(key, members, slow_args)
+    fv = fvals if fvals is not None else _f_values(
+        [kg for kg, c in groups.items() if c[0] and kg[1] <= dm.EXP_CLAMP])
+    v = _dy_round(r0, groups, fv, div)
+    if v is not None:
+        return v
+    parts = [(_dy_frac(r0) / div, Fraction(0), None, 0.0)]
+    parts += [(Fraction(0), _dy_frac(c) / div, kd, a) for (kd, a), c in groups.items()]
     return _slow_round(parts)[0]
+
+
+# --- dyadic rationals (m, e) = m * 2**e with Python ints: exact, no gcd, no range limit ----
+
+
+def _dy(f: float) -> tuple[int, int]:
+    n, d = f.as_integer_ratio()
+    return n, 1 - d.bit_length()
+
+
+def _dy_add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    if not a[0]:
+        return b
+    if not b[0]:
+        return a
+    if a[1] <= b[1]:
+        return a[0] + (b[0] << (b[1] - a[1])), a[1]
+    return b[0] + (a[0] << (a[1] - b[1])), b[1]
+
+
+def _dy_mul(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    return a[0] * b[0], a[1] + b[1]
+
+
+def _dy_frac(a: tuple[int, int]) -> Fraction:
+    return Fraction(a[0] << a[1]) if a[1] >= 0 else Fraction(a[0], 1 << -a[1])
+
+
+_DY0 = (0, 0)
+_DY1 = (1, 0)
+
+
+def _dy_decompose(q: str, x: float, y: float, w: float, p: float, tz: bool):
+    """``_slow_decompose`` (without the division) in dyadic arithmetic: ``(R0, R1, kind, |x|)``."""
+    a = _dy(abs(x))
+    Y = _dy(y)
+    P = _dy(p)
+    pos = x >= 0
+    one_y = _dy_add(_DY1, (-Y[0], Y[1]))
+    py = _dy_mul(P, Y)
+    b = q[-1]
+    if b == "G":
+        r0, r1, kind = _dy_mul(one_y if pos else py, a), _dy_add(one_y, py), "L"
+    elif b == "B":
+        r0, r1, kind = ((-a[0], a[1]) if pos else _dy_mul(P, a)), _dy_add(P, (-1, 0)), "L"
+    elif b == "Y":
+        r0, r1, kind = (_DY0 if pos else _dy_mul(Y, a)), Y, "L"
+    else:
+        lc = _dy_add(one_y, py)
+        r0 = one_y if pos else (-py[0], py[1])
+        r1, kind = ((-lc[0], lc[1]) if pos else lc), "s"
+    if q[0] == "w":
+        W = _dy(w)
+        r0, r1 = _dy_mul(r0, W), _dy_mul(r1, W)
+    if tz:
+        r1 = _DY0
+    if kind == "s" and x == 0:
+        r0, r1 = _dy_add(r0, (r1[0], r1[1] - 1)), _DY0
+    return r0, r1, (kind if r1[0] else None), abs(x)
+
+
+def _dy_terms(key, members, slow_args):
+    """Exact ``sum R0`` and ``{(kind, a): sum R1}`` over the members (identical rows merged)."""
+    xs, ys, ws, ps, tz = slow_args
+    if len(members) <= 4:
+        rows = [(float(xs[i]), float(ys[i]), 1.0 if ws is None else float(ws[i]),
+                 1.0 if ps is None else float(ps[i]), float(tz is not None and tz[i]))
+                for i in members]
+        counts = [1] * len(rows)
+    else:
+        idx = np.asarray(members, dtype=np.int64).reshape(-1)
+        cols = [xs[idx], ys[idx], np.ones(idx.size) if ws is None else ws[idx],
+                np.ones(idx.size) if ps is None else ps[idx],
+                np.zeros(idx.size) if tz is None else tz[idx].astype(np.float64)]
+        rows = np.stack(cols, axis=1)
+        # merge equal rows (as bit patterns, so -0.0 and 0.0 stay apart: both are exact)
+        bits = rows.view(np.int64)
+        order = np.lexsort(bits.T[::-1])
+        bits = bits[order]
+        first = np.ones(idx.size, dtype=bool)
+        first[1:] = (bits[1:] != bits[:-1]).any(axis=1)
+        starts = np.flatnonzero(first)
+        counts = np.diff(np.append(starts, idx.size)).tolist()
+        rows = bits[starts].view(np.float64).tolist()
+    r0 = _DY0
+    groups: dict[tuple[str, float], tuple[int, int]] = {}
+    for (x, y, w, p, t), cnt in zip(rows, counts, strict=True):
+        d0, d1, kind, a = _dy_decompose(key, x, y, w, p, t != 0.0)
+        r0 = _dy_add(r0, (d0[0] * cnt, d0[1]))
+        if kind is not None:
+            kg = (kind, a)
+            groups[kg] = _dy_add(groups.get(kg, _DY0), (d1[0] * cnt, d1[1]))
+    return r0, groups
+
+
+def _f_values(pairs) -> dict[tuple[str, float], tuple[int, int]]:
+    """dd values of ``F_kind(a)`` (``a <= EXP_CLAMP``) as exact dyadics, all pairs at once.
+
+    The same algorithms as ``_chunk`` (``exp_scaled``, ``log1p_scaled``, ``t * 1/(1 + t)``):
+    relative error below ``2**-95``, charged as ``_EPS_F``.
+    """
+    out: dict[tuple[str, float], tuple[int, int]] = {}
+    pairs = list(dict.fromkeys(pairs))
+    if not pairs:
+        return out
+    a = np.array([p[1] for p in pairs])
+    k, th, tl = dm.exp_scaled(-a)
+    isl = np.array([p[0] == "L" for p in pairs])
+    fh = np.zeros(a.size)
+    fl = np.zeros(a.size)
+    if isl.any():
+        lh, ll = dm.log1p_scaled(k[isl], th[isl], tl[isl])
+        fh[isl], fl[isl] = lh, ll
+    if not isl.all():
+        s = ~isl
+        uh, ul = dm.dd_add_fp(np.ldexp(th[s], k[s]), np.ldexp(tl[s], k[s]), 1.0)
+        bh, bl = dm.dd_div(np.ones_like(uh), np.zeros_like(uh), uh, ul)
+        fh[s], fl[s] = dm.dd_mul(th[s], tl[s], bh, bl)
+    for pr, h, lo, kk in zip(pairs, fh.tolist(), fl.tolist(), k.tolist(), strict=True):
+        v = _dy_add(_dy(h), _dy(lo))
+        out[pr] = (v[0], v[1] + kk)
+    return out
+
+
+#: relative error charged to the dd value of each F in level 2 (the algorithms stay below 2**-95)
+_EPS_F_BITS = 88
+#: F(a) <= e**-a < 2**-4328 for a > EXP_CLAMP = 3000 (e**-3000 = 2**-4328.08...)
+_F_CLAMP_BITS = -4328
+
+
+def _dy_round(r0, groups, fv, div) -> float | None:
+    """Round ``(r0 + sum C*F)/div`` if the ``F`` bounds allow it, else None (see _slow_sum)."""
+    e = r0
+    mag = _DY0
+    inf_mag = _DY0
+    inf_sign = 0  # bit 1: a positive infinitesimal part, bit 2: a negative one
+    for kg, c in groups.items():
+        if not c[0]:
+            continue
+        if kg[1] > dm.EXP_CLAMP:
+            inf_mag = _dy_add(inf_mag, (abs(c[0]), c[1] + _F_CLAMP_BITS))
+            inf_sign |= 1 if c[0] > 0 else 2
+            continue
+        cf = _dy_mul(c, fv[kg])
+        e = _dy_add(e, cf)
+        mag = _dy_add(mag, (abs(cf[0]), cf[1]))
+    # |C*F - C*F_dd| <= 2**-88 |C*F| <= 2**-88 (1 + 2**-87) |C*F_dd|
+    width = (mag[0] * ((1 << 80) + 1), mag[1] - _EPS_F_BITS - 80)
+    lo = _dy_add(e, (-width[0], width[1]))
+    hi = _dy_add(e, width)
+    if inf_sign & 2:
+        lo = _dy_add(lo, (-inf_mag[0], inf_mag[1]))
+    if inf_sign & 1:
+        hi = _dy_add(hi, inf_mag)
+    # an end is open where it is e itself and the infinitesimal part moves strictly away
+    lo_open = not width[0] and inf_sign == 1
+    hi_open = not width[0] and inf_sign == 2
+    if not width[0] and not inf_sign:  # exact
+        return _dy_round_ratio(e, div, 0)
+    r_lo = _dy_round_ratio(lo, div, 1 if lo_open else -1)
+    r_hi = _dy_round_ratio(hi, div, -1 if hi_open else 1)
+    if r_lo != r_hi:
+        return None
+    if r_lo == 0:
+        if lo[0] > 0 or (lo[0] == 0 and lo_open):
+            return 0.0
+        if hi[0] < 0 or (hi[0] == 0 and hi_open):
+            return -0.0
+        return None
+    return r_lo
+
+
+def _dy_round_ratio(v: tuple[int, int], div: int, s: int) -> float:
+    """The float64 nearest to ``v/div + s*eta`` (``eta`` a positive infinitesimal), ties to even.
+
+    Integer arithmetic throughout (as ``_round_frac``): subnormal results and overflow to
+    +-inf are exact. ``s`` breaks exact ties and signs an exact zero.
+    """
+    m, e = v
+    if m == 0:
+        return math.copysign(0.0, s) if s else 0.0
+    neg = m < 0
+    if neg:
+        m = -m
+        s = -s
+    # v/div = num / den with num, den positive integers
+    if e >= 0:
+        num, den = m << e, div
+    else:
+        num, den = m, div << -e
+    # exponent E with 2**E <= num/den < 2**(E+1)
+    ex = num.bit_length() - den.bit_length()
+    if (num << -ex if ex < 0 else num) < (den << ex if ex > 0 else den):
+        ex -= 1
+    q = max(ex, -1022) - 52  # exponent of the unit in the last place
+    if q >= 0:
+        n0, rem = divmod(num, den << q)
+        den_q = den << q
+    else:
+        n0, rem = divmod(num << -q, den)
+        den_q = den
+    twice = 2 * rem
+    up = twice > den_q or (twice == den_q and (s > 0 or (s == 0 and n0 & 1)))
+    n = n0 + 1 if up else n0
+    r = math.inf if n.bit_length() + q > 1024 else math.ldexp(float(n), q)
+    return -r if neg else r
 
 
 # ---------------------------------------------------------------------------

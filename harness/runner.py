@@ -177,7 +177,8 @@ def single_threaded() -> None:
         os.environ.setdefault(key, value)
 
 
-def _worker_main(spec: str, conn: Connection) -> None:  # pragma: no cover - runs in a child
+def _worker_main(spec: str, conn: Connection,
+                 log: str | None = None) -> None:  # pragma: no cover - runs in a child
     """Load the backend, say what it offers, then do what the parent sends, in order.
 
     Messages from the parent: ("trials", list) keeps the run's trials; ("calls",
@@ -188,6 +189,10 @@ def _worker_main(spec: str, conn: Connection) -> None:  # pragma: no cover - run
     records what finished and ends the workers.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if log is not None:
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 2)  # C-level and Python-level stderr alike
+        os.close(fd)
     single_threaded()
     try:
         backend = load_spec(spec)
@@ -255,8 +260,12 @@ class Pool:
     another backend needs its place. Use as a context manager, or call `close`.
     """
 
-    def __init__(self, jobs: int = 0) -> None:
+    def __init__(self, jobs: int = 0, log: str | os.PathLike[str] | None = None) -> None:
         self.limit = jobs if jobs and jobs > 0 else default_jobs()
+        # where the workers' stderr goes: frameworks print their own start-up chatter
+        # (absl, oneDNN, numpy casts inside an adapter), which is not the harness's to
+        # show as if it were a finding; None keeps the terminal
+        self.log = None if log is None else os.fspath(log)
         self._ctx = mp.get_context("spawn")
         self.idle: list[Proc] = []
         self.busy: list[Proc] = []
@@ -279,7 +288,8 @@ class Pool:
         while self.idle and len(self.idle) + len(self.busy) >= self.limit:
             self._end(self.idle.pop(0))
         parent, child = self._ctx.Pipe()
-        process = self._ctx.Process(target=_worker_main, args=(spec, child), daemon=True)
+        process = self._ctx.Process(target=_worker_main, args=(spec, child, self.log),
+                                    daemon=True)
         process.start()
         child.close()
         p = Proc(spec, process, parent)
@@ -627,10 +637,14 @@ def _exit_reason(code: int | None) -> str:
 
 
 def iter_inprocess(loaded: Loaded, trials: list[Trial], opts: RunOptions,
-                   entries: Expectations) -> Iterator[dict[str, Any]]:
-    """The whole run of one backend without a worker (debugging: --no-isolation)."""
+                   entries: Expectations,
+                   refs: ReferenceCache | None = None) -> Iterator[dict[str, Any]]:
+    """The whole run of one backend in this process (the pytest conformance suite).
+
+    `refs` may be shared between backends: the reference of a trial is the same for
+    every backend, so one process running several of them computes it once."""
     info = loaded.info()
-    refs = ReferenceCache()
+    refs = ReferenceCache() if refs is None else refs
     for task in plan(info, trials, opts):
         yield from run_inprocess(loaded.backend, trials[task.trial], task.implementation,
                                  task.device, refs, entries)

@@ -17,6 +17,7 @@ import json
 import sys
 from collections import defaultdict
 
+from harness import layout
 from harness.records import UNEXPECTED, Record
 
 EXAMPLES = 4  # failing records shown per group
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"error: {args.report}: {exc}. Give a report.json written by "
                          "`python -m harness report`.\n")
         return 2
-    found = groups(report.get("results", []))
+    found = groups(layout.records(report) if isinstance(report, dict) else [])
     if not found:
         print("no unexpected records: nothing to triage")
         return 0

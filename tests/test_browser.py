@@ -33,9 +33,14 @@ EMPTY = {"schema_version": 2, "created": "2025-01-01T00:00:00+00:00",
 
 
 @pytest.fixture(scope="module")
-def page_path(tmp_path_factory) -> Path:
+def synthetic() -> dict:
+    return synthetic_report(n_random=4)
+
+
+@pytest.fixture(scope="module")
+def page_path(tmp_path_factory, synthetic) -> Path:
     path = tmp_path_factory.mktemp("page") / "report.html"
-    path.write_text(render(synthetic_report(n_random=4)), encoding="utf-8")
+    path.write_text(render(synthetic), encoding="utf-8")
     return path
 
 
@@ -70,7 +75,7 @@ def browser():
         b.close()
 
 
-def test_filters_matrix_and_details_in_a_browser(browser, page_path, tmp_path):
+def test_filters_matrix_and_details_in_a_browser(browser, page_path, tmp_path, synthetic):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     problems: list[str] = []
     fetched: list[str] = []
@@ -98,6 +103,11 @@ def test_filters_matrix_and_details_in_a_browser(browser, page_path, tmp_path):
     assert page.locator("select[data-filter='dtype']").input_value() == "float32"
     statuses = page.locator("#explorer tbody tr.row td.status").all_inner_texts()
     assert statuses and set(statuses) == {"fail"}
+    # a message the page left out because the numbers say it reads as the judge wrote it
+    shown = page.locator("#explorer tbody tr.row")
+    for k in range(shown.count()):
+        i = int(shown.nth(k).get_attribute("data-index"))
+        assert shown.nth(k).locator("td.msg").inner_text() == synthetic["results"][i]["message"]
 
     # a filter: only grad.input checks
     page.select_option("select[data-filter='check']", "grad.input")

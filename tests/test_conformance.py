@@ -1,7 +1,8 @@
 """The conformance suite: every installed backend against the reference.
 
 Parametrized by the harness's pytest plugin (harness/pytest_plugin.py) over backend ×
-implementation × device × dtype × case; narrow it with --backend / --device / --dtype.
+dtype: each item runs that backend's implementations and devices over every case in
+that dtype, once; narrow it with --backend / --device / --dtype / --cases.
 """
 
 import pytest

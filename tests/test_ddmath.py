@@ -388,3 +388,97 @@ def test_fsum_agrees_with_dd_sum_rounding():
     import math
 
     assert dm.to_float(sh, sl) == math.fsum(h)
+
+
+# ---------------------------------------------------------------------------
+# the unscaled kernels of the reference's fast path
+# ---------------------------------------------------------------------------
+
+
+def test_exp_neg_dd_relative_error_below_2_to_minus_96():
+    # up to 671: beyond, e**-a < 2**-968 and the low word is subnormal (as documented)
+    a = np.concatenate([RNG.uniform(0, 64, 800), RNG.uniform(64, 671, 200),
+                        10.0 ** RNG.uniform(-300, 1.8, 300),
+                        [0.0, 5e-324, 1e-300, 64.0, 671.0, np.log(2) / 16384, 2.0**-14.5]])
+    h, lo = dm.exp_neg_dd(a)
+    with localcontext() as c:
+        c.prec = 60
+        c.Emin = -(10**6)
+        worst = max(abs((Decimal(float(h[i])) + Decimal(float(lo[i]))) / dec_exp(-a[i]) - 1)
+                    for i in range(a.size))
+    assert worst < Decimal(2) ** -96, float(worst)
+    # its leading words are exp_scaled's
+    k, th, _ = dm.exp_scaled(-a)
+    assert np.array_equal(np.ldexp(th, k), h)
+
+
+def test_log1p_dd_and_recip_dd_against_decimal():
+    a = np.concatenate([RNG.uniform(0, 64, 800), 10.0 ** RNG.uniform(-20, 1.8, 300),
+                        [0.0, 1e-300, 64.0, 0.0009765625, 0.69314718055994]])
+    th, tl = dm.exp_neg_dd(a)
+    lh, ll = dm.log1p_dd(th, tl)
+    uh, ue = dm.fast_two_sum(1.0, th)
+    rh, rl = dm.recip_dd(uh, ue + tl)
+    worst_l = worst_r = Decimal(0)
+    with localcontext() as c:
+        c.prec = 70
+        c.Emin = -(10**6)
+        for i in range(a.size):
+            t = Decimal(float(th[i])) + Decimal(float(tl[i]))
+            got = Decimal(float(lh[i])) + Decimal(float(ll[i]))
+            worst_l = max(worst_l, abs(got / dec_log1p(t) - 1))
+            u = Decimal(float(uh[i])) + Decimal(float(ue[i])) + Decimal(float(tl[i]))
+            worst_r = max(worst_r, abs((Decimal(float(rh[i])) + Decimal(float(rl[i]))) * u - 1))
+    assert worst_l < Decimal(2) ** -97, float(worst_l)
+    assert worst_r < Decimal(2) ** -102, float(worst_r)
+
+
+def test_array_variants_are_bit_identical_to_the_public_operations():
+    ah, al = random_dd(3000)
+    bh, bl = random_dd(3000)
+    bh[:300], bl[:300] = -ah[:300], -al[:300]  # exact cancellation
+    al[300:400] = 0.0
+    pairs = [
+        (dm.dd_add(ah, al, bh, bl), dm._dd_add_arr(ah, al, bh, bl)),
+        (dm.dd_mul_fp(ah, al, bh), dm._dd_mul_fp_arr(ah, al, bh)),
+        (dm.dd_div_fp(ah, al, 3.0), dm._dd_div_fp_arr(ah, al, 3.0)),
+        (dm.dd_div_fp(ah, al, 120000.0), dm._dd_div_fp_arr(ah, al, 120000.0)),
+        (dm.two_sum(ah, bh), dm._ts(ah, bh)),
+        (dm.fast_two_sum(ah, al), dm._fts(ah, al)),
+        (dm._two_prod(ah, bh), dm._tp(ah, bh)),
+        (dm._split(ah), dm._spl(ah)),
+    ]
+    for want, got in pairs:
+        for u, v in zip(want, got, strict=True):
+            assert np.array_equal(u.view(np.int64), v.view(np.int64))
+    # exact zeros keep _chunk's signs: dd * (+-0) and (+-0) * w
+    z = np.array([0.0, -0.0, 0.0, -0.0])
+    qh = np.array([1.5, 1.5, 0.0, 0.0])
+    ql = np.array([1e-17, -1e-17, 0.0, 0.0])
+    for b in (np.array([2.0, 2.0, -2.0, -2.0]), z):
+        want, got = dm.dd_mul_fp(qh, ql, b), dm._dd_mul_fp_arr(qh, ql, b)
+        assert np.array_equal(np.signbit(want[0]), np.signbit(got[0]))
+
+
+def test_select_with_a_prepared_mask_and_same_scalars():
+    a = np.array([-0.0, np.nan, 1.5, np.inf])
+    b = np.array([0.0, 2.0, -np.inf, 5e-324])
+    m = np.array([True, True, False, False])
+    r = dm.select(dm.SelectMask(m), a, b)
+    assert np.signbit(r[0]) and np.isnan(r[1]) and r[2] == -np.inf and r[3] == 5e-324
+    assert dm.select(dm.SelectMask(m), -1.0, b).tolist() == [-1.0, -1.0, -np.inf, 5e-324]
+    ri = dm.select(dm.SelectMask(m), np.array([1, 2, 3, 4], np.int32), np.int32(-7))
+    assert ri.tolist() == [1, 2, -7, -7]
+    assert dm.select(m, 0, 0) == 0  # one and the same scalar: returned as is
+
+
+def test_dd_sum_pairs_as_before_padding_odd_lengths_with_zeros():
+    h = RNG.standard_normal((3, 7)) * 1e3
+    lo = h * 1e-17
+    sh, sl = dm.dd_sum(h, lo, axis=1)
+    # the tree by hand: ((t0+t1)+(t2+t3)) + ((t4+t5)+(t6+0))
+    def add(p, q):
+        return dm.dd_add(p[0], p[1], q[0], q[1])
+    t = [(h[:, i], lo[:, i]) for i in range(7)] + [(np.zeros(3), np.zeros(3))]
+    want = add(add(add(t[0], t[1]), add(t[2], t[3])), add(add(t[4], t[5]), add(t[6], t[7])))
+    assert np.array_equal(sh, want[0]) and np.array_equal(sl, want[1])

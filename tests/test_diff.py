@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from harness import diff
+from harness import diff, layout
 from tests.test_report_html import XSS_CASE, synthetic_report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,8 +142,12 @@ def test_html_diff_is_self_contained_and_escaped(pair, tmp_path, capsys):
     ("<!doctype html><html></html>", "HTML page"),
     ('{"schema_version": 1, "results": []}\n{"x": 1}\n', "not valid JSON"),
     ("[1, 2, 3]", "top level is a JSON list"),
-    ('{"schema_version": 3, "results": []}', "schema_version is 3"),
+    ('{"schema_version": 4, "results": []}', "schema_version is 4"),
     ('{"schema_version": 1, "results": [{"backend": "x"}]}', "results[0] has no string"),
+    ('{"schema_version": 3, "trials": {}}', "no 'calls'"),
+    ('{"schema_version": 3, "calls": [{"backend": "x"}]}', "calls[0] has no string"),
+    ('{"schema_version": 3, "calls": [{"backend": "x", "implementation": "y", "device": "z", '
+     '"dtype": "float32", "case": "c", "checks": {"value": "bogus"}}]}', "unknown status"),
     ('{"results": []}', "no 'schema_version'"),
 ])
 def test_bad_files_exit_2_with_one_paragraph(tmp_path, capsys, pair, content, expect):
@@ -155,6 +159,29 @@ def test_bad_files_exit_2_with_one_paragraph(tmp_path, capsys, pair, content, ex
     err = capsys.readouterr().err
     assert expect in err and str(bad) in err and "report.json" in err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_every_readable_schema_version_gives_the_same_diff(tmp_path, pair):
+    """Version 3 files (calls and trials, each datum once) read back as the flat records
+    of versions 1 and 2: the same diff from each."""
+    old, new = pair
+    flat = diff.compare(old, new)
+    v1 = {**copy.deepcopy(old), "schema_version": 1}
+    for r in v1["results"]:
+        r.pop("expected_by", None)
+    for i, (a, b) in enumerate([(old, new), (v1, new)]):
+        pa = tmp_path / f"a{i}.json"
+        pa.write_text(json.dumps(a), encoding="utf-8")
+        pb = tmp_path / f"b{i}.json"
+        pb.write_text(layout.dumps(layout.pack(b)), encoding="utf-8")
+        assert json.loads(pb.read_text())["schema_version"] == 3
+        d = diff.compare(diff.load(pa), diff.load(pb))
+        for section in ("worse", "better", "changed", "new", "gone"):
+            assert [c.key for c in getattr(d, section)] == \
+                [c.key for c in getattr(flat, section)], section
+        assert d.unchanged == flat.unchanged
+    packed = diff.load(pb)
+    assert [r["status"] for r in packed["results"]] == [r["status"] for r in new["results"]]
 
 
 def test_a_folder_points_at_its_report(tmp_path, capsys, pair):

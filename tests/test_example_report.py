@@ -6,7 +6,8 @@ from pathlib import Path
 from harness import report
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "reports" / "example"
-COMMAND = "python -m harness report --dtype float32 --examples 0 --out reports/example"
+COMMAND = ("python -m harness report --dtype float32 --examples 0 --packed-json --out "
+           "reports/example")
 
 
 def test_example_report_is_current_with_the_schema():

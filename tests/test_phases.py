@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import subprocess
 import sys
@@ -59,7 +58,7 @@ def harness(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None
 
 
 def load(out: Path) -> dict:
-    return json.loads((out / "report.json").read_text())
+    return report_mod.load(out / "report.json")  # flat: one record per check
 
 
 @pytest.fixture
@@ -82,12 +81,10 @@ def test_dying_workers_cost_their_calls_and_their_shrinks_never_the_report(small
     numpy, with shrinking on: both files written, the plugins' calls recorded as errors,
     the shrinks skipped with the reason, exit 1, no traceback."""
     out = tmp_path / "out"
-    started = time.monotonic()
     r = harness("report", "--plugin", "tests.plugins.dying:BACKENDS", "--backend", "numpy",
                 "--backend", "aborts-small", "--backend", "hangs-always", "--cases", str(small),
                 "--examples", "10", "--dtype", "float32", "--timeout", "3", "--out", str(out),
                 cwd=tmp_path)
-    seconds = time.monotonic() - started
     assert r.returncode == 1, r.stderr
     assert "Traceback" not in r.stderr and "Traceback" not in r.stdout
     assert (out / "report.html").read_text().startswith("<!doctype html>")
@@ -115,8 +112,6 @@ def test_dying_workers_cost_their_calls_and_their_shrinks_never_the_report(small
     assert "stopped before it finished" not in r.stderr
     assert run["jobs"] == len(os.sched_getaffinity(0))
     assert not (out / "results.partial.jsonl").exists()
-    # 4 timeouts of 3 s for the hanging backend dominate; shrinking adds seconds, not minutes
-    assert seconds < 120, seconds
 
 
 def test_a_shrink_that_hangs_is_abandoned_after_the_call_timeout(small, tmp_path):

@@ -9,7 +9,6 @@ base (`PlantedControl`), so a catch is the bug's doing, not the base's.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import pytest
 
 from backends.numpy_backend import NumpyBackend
 from harness.cases import Case, load_cases
+from harness.report import load as read_report
 from harness.runner import ReferenceCache, execute, expand, records_for
 from harness.shrink import failures, save_found, shrink
 from harness.strategies import DEFAULT_EXAMPLES, generate_cases
@@ -129,7 +129,7 @@ def test_the_cli_catches_a_planted_plugin(tmp_path):
                         "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 1, r.stdout + r.stderr
-    doc = json.loads((out / "report.json").read_text())
+    doc = read_report(out / "report.json")
     assert any(x["status"] == "fail" and x["backend"] == "planted-nan-to-zero"
                for x in doc["results"])
     assert any(x["case"].startswith("generated/s0-") for x in doc["results"])

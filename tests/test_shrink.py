@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import subprocess
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 
 from harness.cases import Case, load_cases
+from harness.report import load as read_report
 from harness.shrink import disagreement, failure_kinds, repro_command, save_found, shrink
 from harness.verdict.expectations import Expectations
 from tests.plugins.identity import TwoBugs
@@ -122,7 +122,7 @@ def test_the_printed_command_reproduces_exactly_the_saved_case(tmp_path):
     r = subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 1, r.stderr
-    doc = json.loads((out / "report.json").read_text())
+    doc = read_report(out / "report.json")
     assert doc["run"]["examples"] == 0 and not doc["run"].get("shrinks")
     assert {(x["case"], x["dtype"], x["reduction"]) for x in doc["results"]} == {
         (loaded.name, "float64", "none")}

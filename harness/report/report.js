@@ -8,7 +8,7 @@
   "use strict";
 
   const D = JSON.parse(document.getElementById("report-data").textContent);
-  const R = D.results;
+  const R = columns(D.results);
   const N = R.status.length;
   const SEV = D.severity;
   const NUMERIC = ["value", "grad.input", "grad.target", "grad.weight", "grad.pos_weight"];
@@ -16,6 +16,36 @@
   const PAGE = 50;
 
   // ------------------------------------------------------------ helpers ----
+  // The results travel compact (html.py page_data): runs of results that share their
+  // row, dtype, case and reduction; check, status and format as one character each; max
+  // ulp and allowance only where a result has them ("ua"). Rebuilt here as columns.
+  function columns(C) {
+    const n = C.n;
+    // plain arrays: a typed array's map() would turn what it maps to into numbers
+    const out = { row: new Array(n), dtype: new Array(n), case: new Array(n), red: new Array(n),
+      ulp: new Array(n), allow: new Array(n), detail: new Array(n).fill(-1) };
+    let i = 0;
+    C.runs.forEach(function (run) {
+      for (let k = 0; k < run[4]; k++, i++) { out.row[i] = run[0]; out.dtype[i] = run[1]; out.case[i] = run[2]; out.red[i] = run[3]; }
+    });
+    const ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    ["check", "status", "mi"].forEach(function (k) {
+      const col = C[k];
+      if (typeof col !== "string") { out[k] = col; return; }
+      const a = new Array(n);
+      for (let j = 0; j < n; j++) a[j] = ALPHABET.indexOf(col.charAt(j));
+      out[k] = a;
+    });
+    let u = 0, a = 0;
+    for (let j = 0; j < n; j++) {
+      const f = C.ua.charAt(j);
+      out.ulp[j] = f === "1" || f === "2" ? C.ulp[u++] : null;
+      out.allow[j] = f === "2" || f === "3" ? C.allow[a++] : null;
+    }
+    C.detailed.forEach(function (r, d) { out.detail[r] = d; });
+    return out;
+  }
+  function arr(k) { return typeof k === "number" ? (k >= 0 ? D.arrays[k] : null) : k; }
   function num(v) {
     if (v === null || v === undefined) return null;
     if (typeof v === "number") return v;
@@ -73,6 +103,55 @@
   function rowName(ri) { const r = D.rows[ri]; return r[0] + "/" + r[1] + " @ " + r[2]; }
   function statusOf(i) { return D.statuses[R.status[i]]; }
   function detailOf(i) { const d = R.detail[i]; return d >= 0 ? D.details[d] : null; }
+  // Python's repr of a float, and its "%.3g": the judge's words, written here when the page
+  // left a message out because the detail's numbers say it (html.py _detail)
+  function pyRepr(v) {
+    if (typeof v !== "number") return String(v);
+    if (Number.isNaN(v)) return "nan";
+    if (!Number.isFinite(v)) return v > 0 ? "inf" : "-inf";
+    if (v === 0) return Object.is(v, -0) ? "-0.0" : "0.0";
+    const m = v.toExponential().match(/^(-?)(\d)(?:\.(\d+))?e([+-]\d+)$/);
+    const sign = m[1], digits = m[2] + (m[3] || ""), exp = Number(m[4]);
+    if (exp < -4 || exp >= 16) {
+      const mant = digits.length > 1 ? digits[0] + "." + digits.slice(1) : digits;
+      return sign + mant + "e" + (exp < 0 ? "-" : "+") + String(Math.abs(exp)).padStart(2, "0");
+    }
+    if (exp < 0) return sign + "0." + "0".repeat(-exp - 1) + digits;
+    if (digits.length <= exp + 1) return sign + digits + "0".repeat(exp + 1 - digits.length) + ".0";
+    return sign + digits.slice(0, exp + 1) + "." + digits.slice(exp + 1);
+  }
+  function pyG3(v) {
+    const f = num(v);
+    if (f === null) return String(v);
+    if (Number.isNaN(f)) return "nan";
+    if (!Number.isFinite(f)) return f > 0 ? "inf" : "-inf";
+    if (f === 0) return Object.is(f, -0) ? "-0" : "0";
+    const m = f.toExponential(2).match(/^(-?)(\d)\.(\d+)e([+-]\d+)$/);
+    const exp = Number(m[4]);
+    if (exp < -4 || exp >= 3) {
+      const mant = (m[2] + "." + m[3]).replace(/\.?0+$/, "");
+      return m[1] + mant + "e" + (exp < 0 ? "-" : "+") + String(Math.abs(exp)).padStart(2, "0");
+    }
+    return f.toFixed(Math.max(0, 2 - exp)).replace(/(\.\d*?)0+$/, "$1").replace(/\.$/, "");
+  }
+  function composed(i, d) {
+    const w = d.w;
+    if (!w) return "";
+    const idx = "[" + (w.i || []).join(", ") + "]";
+    if (d.f) {
+      return d.f + " of " + d.el + " element(s) beyond the allowance; worst at " + idx + ": got " + pyRepr(w.g) +
+        ", expected " + pyRepr(w.e) + " (" + pyG3(w.u) + " ulp > " + pyG3(w.a) + " allowed)";
+    }
+    return "max " + pyG3(R.ulp[i]) + " ulp (" + D.measured[R.mi[i]] + ") at " + idx + ": got " + pyRepr(w.g) +
+      ", expected " + pyRepr(w.e) + ", " + pyG3(w.a) + " ulp allowed there";
+  }
+  const messages = [];
+  function textOf(i, d) {
+    if (!d) return "";
+    if (typeof d.m === "number") return D.messages[d.m];
+    if (messages[i] === undefined) messages[i] = composed(i, d);
+    return messages[i];
+  }
   const sevRank = D.statuses.map(function (s) { const k = SEV.indexOf(s); return k < 0 ? 99 : k; });
   const ratio = new Float64Array(N);
   for (let i = 0; i < N; i++) {
@@ -187,7 +266,7 @@
     if (state.text) {
       if (caseLower[R.case[i]].indexOf(state.text) >= 0) return true;
       const d = detailOf(i);
-      return !!(d && d.m && d.m.toLowerCase().indexOf(state.text) >= 0);
+      return !!(d && textOf(i, d).toLowerCase().indexOf(state.text) >= 0);
     }
     return true;
   }
@@ -271,7 +350,7 @@
   }
 
   function messageOf(i, d) {
-    if (d && d.m) return d.m;
+    if (d && textOf(i, d)) return textOf(i, d);
     if (statusOf(i) === "pass" && R.ulp[i] !== null) {
       const mi = D.measured[R.mi[i]];
       return "max " + fmt(R.ulp[i]) + " ulp" + (mi ? " (" + mi + ")" : "");
@@ -284,7 +363,7 @@
     const meta = D.case_meta[R.case[i]] || {};
     const kv = el("dl", { class: "kv" });
     function add(k, v) { if (v !== null && v !== undefined && v !== "") kv.append(el("dt", { text: k }), el("dd", null, v)); }
-    add("message", d && d.m ? el("span", { style: "white-space:pre-wrap", text: d.m }) : messageOf(i, d));
+    add("message", d && textOf(i, d) ? el("span", { style: "white-space:pre-wrap", text: textOf(i, d) }) : messageOf(i, d));
     add("case", el("span", null, el("code", { text: D.cases[R.case[i]] }), meta.description ? " — " + meta.description : ""));
     add("source", (d && d.src) || meta.source);
     if (meta.shape) add("input shape", "[" + meta.shape.join(", ") + "]");
@@ -296,10 +375,15 @@
       add("elements", d.el);
       add("kind", d.kd);
       add("call duration", d.t === undefined ? null : fmt(d.t * 1000, 3) + " ms");
-      if (d.k) {
-        const issue = d.k.issue && /^https?:\/\//.test(d.k.issue) ? el("a", { href: d.k.issue, text: d.k.issue, rel: "noreferrer" }) : d.k.issue;
-        add("expectation", el("span", null, (d.k.kind || "") + ": " + (d.k.reason || ""), issue ? el("br") : null, issue,
-          d.k.entry ? el("span", { class: "muted", text: " (" + d.k.entry + ")" }) : null));
+      if (d.k && d.k.length) {
+        const notes = d.k.map(function (n) { return D.notes[n]; });
+        const kinds = uniq(notes.map(function (n) { return n.kind; })).join(" + ");
+        const reasons = uniq(notes.map(function (n) { return n.reason; })).join(" | ");
+        const up = (notes.find(function (n) { return n.upstream; }) || {}).upstream;
+        const entry = notes.map(function (n) { return n.id; }).join(", ");
+        const issue = up && /^https?:\/\//.test(up) ? el("a", { href: up, text: up, rel: "noreferrer" }) : up;
+        add("expectation", el("span", null, (kinds || "") + ": " + (reasons || ""), issue ? el("br") : null, issue,
+          entry ? el("span", { class: "muted", text: " (" + entry + ")" }) : null));
       }
     } else {
       add("details", "not embedded in this page (large report): see report.json");
@@ -317,10 +401,11 @@
           el("td", { class: "num mono", text: fmt(w.e, 17) }), el("td", { class: "num mono", text: fmt(w.g, 17) }),
           el("td", { class: "num", text: fmt(w.u, 4) }), el("td", { class: "num", text: fmt(w.a, 4) }), el("td", { class: "num", text: fmt(w.c, 4) })))));
     }
-    if (d && d.v && d.v.g.length) {
+    const vg = d && d.v ? arr(d.v.g) : null, ve = d && d.v ? arr(d.v.e) || [] : [];
+    if (vg && vg.length) {
       const tb = el("tbody");
-      d.v.g.forEach(function (g, k) {
-        const e = d.v.e[k];
+      vg.forEach(function (g, k) {
+        const e = ve[k];
         tb.append(el("tr", null, el("td", { class: "num", text: k }), el("td", { class: "num mono", text: fmt(e, 8) }),
           el("td", { class: "num mono" + (differs(num(g), num(e), D.measured[R.mi[i]] || D.dtypes[R.dtype[i]]) ? " mark" : ""), text: fmt(g, 8) })));
       });
@@ -512,11 +597,11 @@
 
   function prep(p) {
     const pts = [];
-    const xs = D.arrays[p.x], allow = D.arrays[p.allow];
+    const xs = D.arrays[p.x], allow = D.arrays[p.allow], ulp = arr(p.ulp);
     for (let k = 0; k < xs.length; k++) {
       const x = num(xs[k]);
       if (x === null || !Number.isFinite(x)) continue;
-      pts.push([x, num(p.ulp[k]), num(allow[k])]);
+      pts.push([x, num(ulp[k]), num(allow[k])]);
     }
     pts.sort(function (a, b) { return a[0] - b[0]; });
     return pts;
@@ -690,9 +775,9 @@
         const exact = el("tr", null, el("th", { text: "exact (reference)" }));
         reds.forEach(function (r) {
           const ks = mine.filter(function (k2) { return E.red[k2] === r; });
-          const k = ks.find(function (k2) { return E.expected[k2]; });
+          const k = ks.find(function (k2) { return arr(E.expected[k2]); });
           let text = "—";
-          if (k !== undefined) text = listText(E.expected[k], E.elements[k]);
+          if (k !== undefined) text = listText(arr(E.expected[k]), E.elements[k]);
           else if (ks.some(function (k2) { return E.elements[k2] === 0; })) text = "[] (empty)";
           exact.append(el("td", { class: "mono", text: text }));
         });
@@ -704,10 +789,11 @@
             if (k === undefined) { tr.append(el("td", { class: "s-none", text: "—" })); return; }
             const s = D.statuses[E.status[k]];
             const td = el("td", { class: "mono s-" + s, title: s });
-            if (E.got[k]) {
-              const exp = E.expected[k] || [];
-              if (!E.got[k].length) td.append(E.elements[k] === 0 ? "[] (empty)" : "[]");
-              E.got[k].forEach(function (g, j) {
+            const got = arr(E.got[k]);
+            if (got) {
+              const exp = arr(E.expected[k]) || [];
+              if (!got.length) td.append(E.elements[k] === 0 ? "[] (empty)" : "[]");
+              got.forEach(function (g, j) {
                 if (j) td.append(", ");
                 td.append(el("span", { class: differs(num(g), num(exp[j]), D.dtypes[st.dtype]) ? "mark" : null, text: fmt(g, 7) }));
               });

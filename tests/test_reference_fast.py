@@ -1,0 +1,323 @@
+"""Tests of the reference's fast paths: the fast kernel, the exact sums of level 2, the cache.
+
+The fast kernel (``_chunk_fast``) must give the same bits as the general one (``_chunk``)
+for everything ``evaluate`` returns -- values, condition numbers, spreads -- so each test
+here evaluates the same arguments twice, once with the fast domain switched off, and
+compares bit patterns. Level 2 of the exact path (exact rational parts in integer
+arithmetic, dd transcendental parts) must decide what it claims to decide without the
+``fractions``/``decimal`` evaluation, and hand everything else to it.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from harness import reference as R
+from tests import oracle as O
+from tests.test_reference import (
+    CHUNK_KEY,
+    HALF,
+    Y_POOL,
+    _near_zero_gradient_points,
+    accuracy_points,
+)
+
+NAMES = ("value", "grad.input", "grad.target", "grad.weight", "grad.pos_weight")
+
+
+def _clear_cache():
+    with R._cache_lock:
+        R._cache.clear()
+        R._cache_bytes[0] = 0
+
+
+def _evaluate_both(monkeypatch, args, red, what="evaluate"):
+    """(fast kernel allowed, fast kernel off), cache cleared before each."""
+    out = []
+    real = R._fast_mask
+    for fast in (True, False):
+        _clear_cache()
+        monkeypatch.setattr(R, "_fast_mask", real if fast else
+                            (lambda x, y, w, p: np.zeros(np.shape(x), bool)))
+        if what == "evaluate":
+            res = R.evaluate(*args, reduction=red)
+            out.append({k: (q.value, q.cond, q.spread, q.terms) for k, q in res.items()})
+        elif what == "loss":
+            out.append({"value": (R.loss(*args, reduction=red),)})
+        else:
+            out.append({k: (v,) for k, v in R.grads(*args, reduction=red).items()})
+    monkeypatch.setattr(R, "_fast_mask", real)
+    _clear_cache()
+    return out
+
+
+def _assert_same_bits(a, b, ctx):
+    assert a.keys() == b.keys(), ctx
+    for k in a:
+        for i, (u, v) in enumerate(zip(a[k], b[k], strict=True)):
+            u, v = np.asarray(u), np.asarray(v)
+            assert u.shape == v.shape and u.dtype == v.dtype, (ctx, k, i)
+            assert u.tobytes() == v.tobytes(), (ctx, k, ["value", "cond", "spread", "terms"][i])
+
+
+def _random_args(rng, n, kind):
+    if kind == 0:
+        x = rng.uniform(-70, 70, n)  # across the |x| <= 64 edge
+    elif kind == 1:
+        x = rng.standard_normal(n) * 10.0 ** rng.uniform(-25, 2.5, n)
+    else:
+        x = rng.standard_normal(n) * 4
+    y = rng.random(n) if kind == 2 else np.array([*Y_POOL, 0.3, 2.0])[rng.integers(0, 10, n)]
+    w = rng.random(n) * 3 - (1.0 if kind == 1 else 0.0) if rng.random() < 0.7 else None
+    if rng.random() < 0.3:
+        p = None
+    elif rng.random() < 0.5:
+        p = rng.random(n) * 4
+    else:
+        p = np.full(n, [0.0, 1e-10, 3.0, 1e10, 0.5][int(rng.integers(5))])
+    return x, y, w, p
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fast_kernel_gives_the_general_kernels_bits(monkeypatch, seed):
+    rng = np.random.default_rng(seed)
+    for kind in range(3):
+        args = _random_args(rng, int(rng.integers(1, 3000)), kind)
+        for red in R.REDUCTIONS:
+            a, b = _evaluate_both(monkeypatch, args, red)
+            _assert_same_bits(a, b, (seed, kind, red))
+        for what in ("loss", "grads"):
+            a, b = _evaluate_both(monkeypatch, args, "mean", what)
+            _assert_same_bits(a, b, (seed, kind, what))
+
+
+def test_fast_kernel_bits_with_broadcast_weights_and_specials(monkeypatch):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((300, 40)) * 5
+    y = rng.random((300, 40))
+    x[3, 4], x[5, 6], y[7, 8] = np.inf, -np.inf, np.nan  # special elements mixed in
+    cases = [
+        (x, y, rng.random((300, 1)) + 0.5, rng.random(40) * 3),
+        (x, y, rng.random(40), None),
+        (x, y, None, rng.random((1, 40)) * 2),
+        (x[:, :1], y[:, :1], 2.0, 0.5),
+    ]
+    for args in cases:
+        for red in R.REDUCTIONS:
+            a, b = _evaluate_both(monkeypatch, args, red)
+            _assert_same_bits(a, b, red)
+
+
+def test_hard_points_give_the_general_kernels_bits(monkeypatch):
+    """Near-zero gradients (badly conditioned: recomputed by _chunk) and the hard regions."""
+    pts = accuracy_points(seed=5)[::3] + [(x, y, 0.5, p) for x, y, p in
+                                          _near_zero_gradient_points()]
+    groups: dict[tuple[bool, bool], list] = {}
+    for t in pts:
+        groups.setdefault((t[2] is not None, t[3] is not None), []).append(t)
+    redone = 0
+    for (hw, hp), g in groups.items():
+        x = np.array([t[0] for t in g])
+        y = np.array([t[1] for t in g])
+        w = np.array([t[2] for t in g]) if hw else None
+        p = np.array([t[3] for t in g]) if hp else None
+        m = R._fast_mask(x, y, w, p)
+        if m.any():
+            _, redo = R._chunk_fast(x[m], y[m], None if w is None else w[m],
+                                    None if p is None else p[m], {"wG", "wK", "wB"}, True)
+            redone += 0 if redo is None else int(redo.sum())
+        for red in R.REDUCTIONS:
+            a, b = _evaluate_both(monkeypatch, (x, y, w, p), red)
+            _assert_same_bits(a, b, red)
+    assert redone > 0  # the cancelling brackets did go to _chunk
+
+
+def test_fast_kernel_error_bounds_are_rigorous():
+    """|dd value - exact| <= the bound Ziv's test relies on, for fast-domain points."""
+    rng = np.random.default_rng(11)
+    pts = [t for t in accuracy_points(seed=3)[::4]
+           if R._fast_mask(np.array([t[0]]), np.array([t[1]]),
+                           None if t[2] is None else np.array([t[2]]),
+                           None if t[3] is None else np.array([t[3]]))[0]]
+    pts += [(float(x), float(y), float(w), float(p)) for x, y, w, p in zip(
+        rng.uniform(-64, 64, 150), rng.random(150), rng.random(150) + 0.1, rng.random(150) * 3,
+        strict=True)]
+    assert len(pts) > 300
+    worst = 0.0
+    for hw, hp in [(False, False), (True, False), (False, True), (True, True)]:
+        g = [t for t in pts if (t[2] is not None) == hw and (t[3] is not None) == hp]
+        if not g:
+            continue
+        x = np.array([t[0] for t in g])
+        y = np.array([t[1] for t in g])
+        w = np.array([t[2] for t in g]) if hw else None
+        p = np.array([t[3] for t in g]) if hp else None
+        out, _ = R._chunk_fast(x, y, w, p, set(CHUNK_KEY.values()), False)
+        for j, t in enumerate(g):
+            exact = O.elementwise(*t)
+            for k, key in CHUNK_KEY.items():
+                if (k == "weight" and not hw) or (k == "pos_weight" and not hp):
+                    continue
+                (h, lo, e), d = out[key]
+                assert e == 0
+                got = Fraction(float(h[j])) + Fraction(float(lo[j]))
+                err = abs(got - exact[k])
+                assert err <= Fraction(float(d[j])) + abs(exact[k]) / 10**60, (k, t)
+                if d[j]:
+                    worst = max(worst, float(err / Fraction(float(d[j]))))
+    assert worst < 2.0**-4
+
+
+# ===========================================================================
+# level 2 of the exact path
+# ===========================================================================
+
+
+def _no_fractions(monkeypatch):
+    def fail(*a, **k):
+        raise AssertionError("level 3 (fractions/decimal) was not expected here")
+
+    monkeypatch.setattr(R, "_slow_round", fail)
+
+
+def test_level2_decides_cancelling_sums(monkeypatch):
+    # +1e16, sp(1), -1e16 repeated: the dd bound cannot settle the sum, level 2 must
+    calls = []
+    real = R._slow_sum
+    monkeypatch.setattr(R, "_slow_sum", lambda *a, **k: calls.append(1) or real(*a, **k))
+    _no_fractions(monkeypatch)
+    k = 3000
+    x = np.tile([1e16, 1.0, 1e16], k)
+    y = np.tile([0.0, 0.0, 2.0], k)
+    ex = O.elementwise(1.0, 0.0)["loss"]
+    for red, want in (("sum", ex * k), ("mean", ex / 3)):
+        got = R.loss(x, y, reduction=red)
+        assert O.ulp_error(float(got), want) <= HALF
+    assert calls  # it did take the exact path
+    g = R.grads(x, y, weight=np.ones(1), reduction="sum")["weight"][0]
+    assert O.ulp_error(float(g), ex * k) <= HALF
+
+
+def test_level2_breaks_hidden_ties(monkeypatch):
+    _no_fractions(monkeypatch)
+    x = 2.0**52 + 3
+    assert R.loss([x], [0.0], [3.0], reduction="none")[0] == 13510798882111498.0
+    assert R.loss([x], [4.0], None, [0.5], reduction="none")[0] == -13510798882111498.0
+    v = R.loss([x], [2.0], [1.5], [0.5], reduction="none")[0]
+    assert v == float(O.nearest(Fraction(-3, 2) * Fraction(x)))
+    # a whole array of such ties (y*|x| half-way between floats, e**-|x| deciding)
+    rng = np.random.default_rng(2)
+    xs = -np.ldexp(rng.integers(2**52, 2**53, 200) | 1, 0).astype(np.float64)
+    ys = np.where(rng.random(200) < 0.5, 3.0, -3.0)
+    got = R.loss(xs, ys, reduction="none")
+    for xv, yv, gv in zip(xs, ys, got, strict=True):
+        # l = 1 > 0 here: the exact value lies just above y*|x|
+        want = float(O.nearest(Fraction(yv) * Fraction(-xv) + Fraction(1, 10**4000)))
+        assert gv == want
+
+
+def test_level3_takes_over_when_level2_cannot_decide(monkeypatch):
+    calls = []
+    real = R._slow_round
+    monkeypatch.setattr(R, "_slow_round", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(R, "_EPS_F_BITS", -40)  # a useless bound on the F parts
+    monkeypatch.setattr(R, "_EPS", 2.0**-8)  # and on the dd values
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(12) * 3
+    y = rng.random(12)
+    res = R.evaluate(x, y, None, None, reduction="none")
+    for i in range(12):
+        ex = O.elementwise(float(x[i]), float(y[i]))
+        assert O.ulp_error(float(res["value"].value[i]), ex["loss"]) <= HALF
+        assert O.ulp_error(float(res["grad.input"].value[i]), ex["input"]) <= HALF
+    tot = O.total(O.elementwise_many(x, y)["loss"], "mean")
+    assert O.ulp_error(float(R.loss(x, y, reduction="mean")), tot) <= HALF
+    assert calls
+
+
+def test_dyadic_rounding_matches_fraction_rounding():
+    rng = np.random.default_rng(9)
+    cases = [((0, 0), 1, 0), ((0, 0), 3, 1), ((0, 0), 3, -1)]
+    for _ in range(3000):
+        m = int(rng.integers(1, 2**62)) * (1 if rng.random() < 0.5 else -1)
+        e = int(rng.integers(-1200, 1000))
+        div = int(rng.choice([1, 3, 7, 10, 120000, 2**20 + 1]))
+        cases.append(((m, e), div, int(rng.integers(-1, 2))))
+    for _ in range(500):  # exact ties: an odd multiple of half an ulp
+        q = int(rng.integers(-1074, 970))
+        n = (int(rng.integers(2**52, 2**53)) * 2 + 1) * (1 if rng.random() < 0.5 else -1)
+        cases.append(((n, q - 1), 1, int(rng.integers(-1, 2))))
+    cases.append(((2**53 - 1, 971), 1, 0))  # 2**1024 - 2**971: rounds to +inf (a tie)
+    cases.append(((-(2**53 - 1), 970), 1, 0))  # the largest finite value
+    for (m, e), div, s in cases:
+        want = R._round_frac(R._dy_frac((m, e)) / div, s)
+        got = R._dy_round_ratio((m, e), div, s)
+        assert got == want and math.copysign(1, got) == math.copysign(1, want), (m, e, div, s)
+
+
+# ===========================================================================
+# the cache
+# ===========================================================================
+
+
+def test_cache_is_transparent():
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((40, 30)) * 6
+    y = rng.random((40, 30))
+    w = rng.random(30)
+    _clear_cache()
+    first = {red: R.evaluate(x, y, w, None, red) for red in R.REDUCTIONS}
+    again = {red: R.evaluate(x, y, w, None, red) for red in R.REDUCTIONS}  # from the cache
+    assert len(R._cache) == 1
+    for red in R.REDUCTIONS:
+        for k in first[red]:
+            for f in ("value", "cond", "spread", "terms"):
+                assert getattr(first[red][k], f).tobytes() == getattr(again[red][k], f).tobytes()
+    # results are the caller's to modify; the arguments' contents key the cache
+    again["none"]["value"].value[...] = 0.0
+    assert R.evaluate(x, y, w, None, "none")["value"].value.tobytes() == \
+        first["none"]["value"].value.tobytes()
+    x[0, 0] += 1.0
+    changed = R.evaluate(x, y, w, None, "none")["value"].value
+    assert changed[0, 0] != first["none"]["value"].value[0, 0]
+    assert np.array_equal(changed[1:], first["none"]["value"].value[1:])
+    _clear_cache()
+
+
+def test_cache_is_bounded(monkeypatch):
+    monkeypatch.setattr(R, "_CACHE_MAX_BYTES", 4 << 20)
+    _clear_cache()
+    rng = np.random.default_rng(8)
+    for _ in range(12):
+        x = rng.standard_normal(5000)
+        R.evaluate(x, rng.random(5000), reduction="mean")
+    assert 0 < R._cache_bytes[0] <= 4 << 20
+    assert R._cache_bytes[0] == sum(a.nbytes for v in R._cache.values()
+                                    for a in R._iter_arrays(v))
+    R.evaluate(rng.standard_normal(R._CACHE_MAX_N + 1), rng.random(R._CACHE_MAX_N + 1))
+    assert R._cache_bytes[0] <= 4 << 20
+    monkeypatch.setattr(R, "_CACHE_MAX_ENTRIES", 5)
+    for i in range(20):
+        R.evaluate([float(i)], [0.5])
+    assert len(R._cache) == 5
+    _clear_cache()
+
+
+def test_fast_kernel_bits_at_the_edges_of_its_domain(monkeypatch):
+    edge = [2.0**-100, 2.0**100, 3 * 2.0**-99, 0.75 * 2.0**100]
+    xs = [2.0**-60, -(2.0**-60), 64.0, -64.0, 63.99999999999999, 1.5 * 2.0**-60, 36.7, -0.5]
+    rng = np.random.default_rng(12)
+    n = 600
+    x = np.array(xs)[rng.integers(0, len(xs), n)]
+    pick = np.array(edge + [-v for v in edge] + [0.0, 1.0, 0.5])
+    y = pick[rng.integers(0, pick.size, n)]
+    w = np.array(edge + [-v for v in edge])[rng.integers(0, 8, n)]
+    p = pick[rng.integers(0, pick.size, n)]
+    assert R._fast_mask(x, y, w, p).mean() > 0.8
+    for red in R.REDUCTIONS:
+        a, b = _evaluate_both(monkeypatch, (x, y, w, p), red)
+        _assert_same_bits(a, b, red)
