@@ -241,3 +241,14 @@ def test_the_frameworks_own_stderr_goes_to_the_workers_log(small, tmp_path):
     log = (out / "workers.log").read_text()
     assert "the framework's own start-up line" in log and "a warning of the framework" in log
     assert f"their workers' stderr) are in {out / 'workers.log'}" in r.stderr
+
+
+def test_a_bad_expectations_file_is_exit_2_with_file_line_and_fix(small, tmp_path):
+    bad = tmp_path / "mine.yaml"
+    bad.write_text("expectations:\n- backend: numpy\n  kind: accuracy\n"
+                   "  reason: a reason that is long enough\n  where: input < -16 and tagret == 0\n")
+    r = harness("report", "--backend", "numpy", "--cases", str(small), "--known", str(bad),
+                "--out", str(tmp_path / "out"))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"{bad.name}:5:" in r.stderr and "tagret" in r.stderr and "target" in r.stderr
+    assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1

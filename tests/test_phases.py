@@ -23,17 +23,10 @@ import pytest
 
 from harness import report as report_mod
 from harness.progress import Console
+from tests.test_cli import SMALL
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SMALL = """
-cases:
-  - name: small
-    description: moderate and confident logits
-    input: [0.5, -1.0, 40.0, -50.0]
-    target: [1.0, 0.0, 1.0, 0.0]
-    dtypes: [float32, float64]
-"""
 
 MILD = """
 cases:
