@@ -133,8 +133,12 @@ class Console:
             seconds = now - self._t0
             self._finished[backend] = (total, seconds)
             if not self.live and not self.quiet:
-                what = f"{total} calls done" if total else "nothing to run in this selection"
-                self._line(f"{backend}: {what} in {seconds:.1f} s")
+                # its own time since its first call, and when in the run it ended: shards
+                # queue for the worker processes, so the two differ
+                took = now - self._started[backend]
+                what = (f"{total} calls done in {took:.1f} s" if total
+                        else "nothing to run in this selection,")
+                self._line(f"{backend}: {what} (ended {seconds:.1f} s into the run)")
 
     def log(self, message: str) -> None:
         """A line of text above the bars (or in the log), shown unless quiet."""
