@@ -63,7 +63,9 @@ def best_of(fn, repeat):
 
 def time_trials(examples: int, seed: int) -> None:
     """Total time of reference.evaluate over the default report's trials."""
-    from harness import cases, runner, strategies
+    from harness import cases
+    from harness.generate import strategies
+    from harness.run import runner
 
     trials = runner.expand(cases.load_cases() + strategies.generate_cases(examples, seed))
     calls = []

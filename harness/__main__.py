@@ -81,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("cases", help="validate case files and list the cases they expand to")
     c.add_argument("paths", nargs="*", metavar="PATH")
 
-    from harness import diff
+    from harness.report import diff
 
     d = sub.add_parser("diff", help="compare two report.json files; exit 1 if anything regressed")
     diff.add_arguments(d)
@@ -90,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from harness.cases import CaseFileError
-    from harness.registry import UsageError
+    from harness.run.registry import UsageError
 
     args = _parser().parse_args(argv)
     try:
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _load_cases(paths: list[str]) -> list[Any]:
     from harness.cases import load_cases
-    from harness.registry import UsageError
+    from harness.run.registry import UsageError
 
     for p in paths:
         if not Path(p).exists():
@@ -113,13 +113,13 @@ def _load_cases(paths: list[str]) -> list[Any]:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from harness import diff
+    from harness.report import diff
 
     return diff.run(args)
 
 
 def cmd_cases(args: argparse.Namespace) -> int:
-    from harness.runner import expand
+    from harness.run.runner import expand
 
     cases = _load_cases(args.paths)
     for case in cases:
@@ -132,7 +132,7 @@ def cmd_cases(args: argparse.Namespace) -> int:
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
-    from harness.registry import discover
+    from harness.run.registry import discover
 
     infos = [loaded.info() for loaded in discover(args.plugin)]
     if args.json:
@@ -169,17 +169,17 @@ def _canonical_order(results: list[dict[str, Any]], backends: list[dict[str, Any
 
 def cmd_report(args: argparse.Namespace) -> int:
     from harness import report
-    from harness.coverage import coverage
-    from harness.coverage import summary as coverage_summary
-    from harness.found import MAX_SHRINKS, shrink_failures
-    from harness.phases import Phases, why
-    from harness.progress import Console
-    from harness.registry import UsageError, discover, select
-    from harness.runner import Pool, RunOptions, expand, run_isolated
+    from harness.generate.coverage import coverage
+    from harness.generate.coverage import summary as coverage_summary
+    from harness.generate.found import MAX_SHRINKS, shrink_failures
+    from harness.report.terminal import Console
+    from harness.run.phases import Phases, why
+    from harness.run.registry import UsageError, discover, select
+    from harness.run.runner import Pool, RunOptions, expand, run_isolated
     from harness.verdict import expectations as expect
 
     started = time.monotonic()
-    from harness.strategies import DEFAULT_EXAMPLES, generate_cases
+    from harness.generate.strategies import DEFAULT_EXAMPLES, generate_cases
 
     if args.jobs < 0:
         raise UsageError("--jobs must be 1 or more (0, the default: one per available core).")

@@ -63,7 +63,7 @@ class Conformance:
 def _backends(config: pytest.Config) -> list[Any]:
     """The selected backends, found without importing any framework."""
     if "backends" not in _STATE:
-        from harness.registry import UsageError, discover, select
+        from harness.run.registry import UsageError, discover, select
 
         try:
             _STATE["backends"] = select(discover(config.getoption("--plugin")),
@@ -91,8 +91,8 @@ def _setup(config: pytest.Config) -> dict[str, Any]:
     """Cases and expectations, loaded once per process (the first item pays)."""
     if "cases" not in _STATE:
         from harness.cases import CaseFileError, load_cases
-        from harness.registry import UsageError
-        from harness.runner import ReferenceCache, single_threaded
+        from harness.run.registry import UsageError
+        from harness.run.runner import ReferenceCache, single_threaded
         from harness.verdict import expectations as expect
 
         single_threaded()  # before any framework is imported in this process
@@ -108,7 +108,7 @@ def _setup(config: pytest.Config) -> dict[str, Any]:
 def conformance_records(c: Conformance, config: pytest.Config) -> tuple[Any, list[Any], Any]:
     """Run one backend in one dtype over the cases; its records, judged with the
     expectations. Skips (with the backend's reason) what cannot run here."""
-    from harness.runner import RunOptions, expand, iter_inprocess
+    from harness.run.runner import RunOptions, expand, iter_inprocess
 
     state = _setup(config)
     loaded = next(b for b in _backends(config) if b.name == c.backend)
@@ -132,8 +132,8 @@ def conformance_records(c: Conformance, config: pytest.Config) -> tuple[Any, lis
 def run_conformance(c: Conformance, config: pytest.Config) -> None:
     """Run one conformance item (called by tests/test_conformance.py)."""
     from harness.records import UNEXPECTED
-    from harness.repro import snippet
-    from harness.runner import Trial
+    from harness.report.snippets import snippet
+    from harness.run.runner import Trial
 
     loaded, trials, records = conformance_records(c, config)
     bad = [r for r in records if r["status"] in UNEXPECTED]

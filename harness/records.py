@@ -22,7 +22,7 @@ from typing import Any, TypedDict
 #: `expectations` section) and a passing record's `largest` error. It is the flat layout
 #: CONTRACT-style consumers read: `results`, one self-describing record per check.
 SCHEMA_VERSION = 2
-#: The packed layout (`report --packed-json`, harness.layout): `calls` and `trials`,
+#: The packed layout (`report --packed-json`, harness.report.packed): `calls` and `trials`,
 #: each datum once, about a fifth of the size; readers unpack it to version 2's records.
 PACKED_SCHEMA_VERSION = 3
 #: Versions `harness diff` (and anything else reading reports) understands.
@@ -201,7 +201,7 @@ def fail_message(failing: int, elements: int, index: list[int], got: Any, expect
 def quantity_message(rec: dict[str, Any]) -> str | None:
     """The message a numeric record's own numbers spell out (the judge's words), or None.
 
-    report.json leaves a message out when it is exactly this (harness.layout), and
+    report.json leaves a message out when it is exactly this (harness.report.packed), and
     readers put it back from the same numbers.
     """
     try:

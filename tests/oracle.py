@@ -1,6 +1,6 @@
 """An independent, slow oracle for BCEWithLogitsLoss: ``decimal`` at 110 digits + ``fractions``.
 
-It shares no code with ``harness.ddmath`` or ``harness.reference`` on purpose: it is
+It shares no code with ``harness.reference.ddmath`` or ``harness.reference`` on purpose: it is
 written straight from the definitions
 
     sp(z) = log(1 + e**z),   s(z) = 1 / (1 + e**-z)

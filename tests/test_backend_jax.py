@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backends.jax_backend import IMPLEMENTATIONS, JaxBackend
+from harness.backends.jax_backend import IMPLEMENTATIONS, JaxBackend
 from harness.dtypes import numpy_dtype
 from harness.protocol import DTYPES, REDUCTIONS, Backend, Call, Unsupported
 from tests.backend_expect import assert_close, expected
@@ -56,7 +56,7 @@ def test_protocol_surface():
 
 
 def test_importing_the_module_does_not_import_jax():
-    code = "import sys, backends.jax_backend; assert 'jax' not in sys.modules"
+    code = "import sys, harness.backends.jax_backend; assert 'jax' not in sys.modules"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True)
 

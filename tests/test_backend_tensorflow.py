@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backends.tensorflow_backend import IMPLEMENTATIONS, TensorFlowBackend
+from harness.backends.tensorflow_backend import IMPLEMENTATIONS, TensorFlowBackend
 from harness.dtypes import numpy_dtype
 from harness.protocol import DTYPES, REDUCTIONS, Backend, Call, Unsupported
 from tests.backend_expect import assert_close, expected
@@ -58,7 +58,7 @@ def test_protocol_surface():
 
 
 def test_importing_the_module_does_not_import_tensorflow():
-    code = ("import sys, backends.tensorflow_backend; "
+    code = ("import sys, harness.backends.tensorflow_backend; "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True)

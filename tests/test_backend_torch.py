@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backends.torch_backend import IMPLEMENTATIONS, LEGACY, TorchBackend, _disagreement
+from harness.backends.torch_backend import IMPLEMENTATIONS, LEGACY, TorchBackend, _disagreement
 from harness.dtypes import numpy_dtype
 from harness.protocol import DTYPES, REDUCTIONS, Backend, Call, Result, Unsupported
 from tests.backend_expect import assert_close, expected
@@ -50,7 +50,7 @@ def test_protocol_surface():
 
 
 def test_importing_the_module_does_not_import_torch():
-    code = "import sys, backends.torch_backend; assert 'torch' not in sys.modules"
+    code = "import sys, harness.backends.torch_backend; assert 'torch' not in sys.modules"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True)
 

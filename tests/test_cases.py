@@ -417,7 +417,7 @@ def test_folders_are_searched_recursively(tmp_path: Path) -> None:
 
 
 def test_shipped_cases_default() -> None:
-    expected = Path(cases_mod.__file__).resolve().parent.parent / "cases"
+    expected = Path(__file__).resolve().parents[1] / "cases"
     assert expected == SHIPPED_CASES
     assert [c.name for c in load_cases(None)] == [c.name for c in SHIPPED]
     assert [c.name for c in load_cases([SHIPPED_CASES])] == [c.name for c in SHIPPED]

@@ -4,8 +4,8 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from harness import compare
 from harness.dtypes import FORMATS, promote, round_to
+from harness.verdict import ulps as compare
 
 
 def dist(got, expected, dtype="float64"):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from harness.cases import Case, load_cases
-from harness.coverage import CHECKS, IMPOSSIBLE, PARAMS, VALUE_CLASSES, classify, coverage
-from harness.strategies import DEFAULT_EXAMPLES, generate_cases
+from harness.generate.coverage import CHECKS, IMPOSSIBLE, PARAMS, VALUE_CLASSES, classify, coverage
+from harness.generate.strategies import DEFAULT_EXAMPLES, generate_cases
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def default_run() -> dict:
 def test_the_default_run_reaches_every_reachable_cell(default_run):
     empty = [f"{e['table']}: {e['row']} × {e['column']}" for e in default_run["empty"]]
     assert not empty, ("the shipped cases plus the default generated examples leave these "
-                       "cells empty (add a case, or tune harness/strategies.py): "
+                       "cells empty (add a case, or tune harness/generate/strategies.py): "
                        + "; ".join(empty))
     assert all(n > 0 for n in default_run["classes_seen"].values())
 

@@ -1,4 +1,4 @@
-"""Unit tests of harness.ddmath: every claim of its docstring, checked exactly.
+"""Unit tests of harness.reference.ddmath: every claim of its docstring, checked exactly.
 
 Exactness is judged with ``fractions.Fraction`` (every float64 is a rational) and the
 transcendental functions against ``decimal`` at 60 digits -- never against float64.
@@ -12,7 +12,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from harness import ddmath as dm
+from harness.reference import ddmath as dm
 
 RNG = np.random.default_rng(20240601)
 U2 = Fraction(1, 2**106)  # u**2

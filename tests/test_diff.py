@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from harness import diff, layout
+from harness.report import diff
+from harness.report import packed as layout
 from tests.test_report_html import XSS_CASE, synthetic_report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -192,7 +193,7 @@ def test_a_folder_points_at_its_report(tmp_path, capsys, pair):
 
 
 def test_command_line_has_no_traceback(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "harness.diff", str(tmp_path / "a.json"),
+    r = subprocess.run([sys.executable, "-m", "harness.report.diff", str(tmp_path / "a.json"),
                         str(tmp_path / "b.json")], cwd=ROOT, capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 2

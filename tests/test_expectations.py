@@ -17,11 +17,11 @@ import jsonschema
 import numpy as np
 import pytest
 
-from backends.numpy_backend import NumpyBackend
+from harness.backends.numpy_backend import NumpyBackend
 from harness.cases import load_cases
 from harness.protocol import Call, Result
-from harness.registry import UsageError
-from harness.runner import ReferenceCache, Trial, execute, records_for
+from harness.run.registry import UsageError
+from harness.run.runner import ReferenceCache, Trial, execute, records_for
 from harness.verdict import expectations as expect
 from tests.plugins.planted import TINY_GRADIENT, PlantedControl
 
@@ -344,7 +344,7 @@ def test_the_numpy_control_passes_the_hard_label_sweeps(dtype):
 
 
 def _torch_or_skip() -> Any:
-    from backends.torch_backend import TorchBackend
+    from harness.backends.torch_backend import TorchBackend
 
     reason = TorchBackend().availability()
     if reason:
@@ -385,7 +385,7 @@ def test_a_new_bug_inside_a_known_failing_call_is_still_a_fail(dtype):
 # ------------------------------------------------------------------- triage ----
 
 def test_triage_groups_the_unexpected_and_concludes_nothing(tmp_path, capsys):
-    from harness import triage
+    from harness.verdict import triage
 
     base = {"backend": "mylib", "implementation": "fast", "device": "cpu", "case": "c/x",
             "reduction": "none", "message": "1 of 4 element(s) beyond the allowance"}

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from harness import report as report_mod
-from harness.progress import Console
+from harness.report.terminal import Console
 from tests.test_cli import SMALL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -153,7 +153,7 @@ def test_a_failing_phase_is_one_line_an_entry_and_exit_1(mild, tmp_path):
 def test_report_json_is_written_before_shrinking(mild, tmp_path):
     """Shrinking itself breaking (here: raising at once) loses nothing measured."""
     out = tmp_path / "out"
-    prelude = ("import harness.found as f\n"
+    prelude = ("import harness.generate.found as f\n"
                "def boom(*a, **k):\n"
                "    raise EOFError()\n"
                "f.shrink_failures = boom\n")

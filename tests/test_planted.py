@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from backends.numpy_backend import NumpyBackend
+from harness.backends.numpy_backend import NumpyBackend
 from harness.cases import Case, load_cases
+from harness.generate.shrink import failures, save_found, shrink
+from harness.generate.strategies import DEFAULT_EXAMPLES, generate_cases
 from harness.report import load as read_report
-from harness.runner import ReferenceCache, execute, expand, records_for
-from harness.shrink import failures, save_found, shrink
-from harness.strategies import DEFAULT_EXAMPLES, generate_cases
+from harness.run.runner import ReferenceCache, execute, expand, records_for
 from harness.verdict.expectations import Expectations, load
 from tests.plugins.planted import PLANTED, NanToZero, PlantedControl
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.progress import Console, summary_table
+from harness.report.terminal import Console, summary_table
 from tests.test_report_html import synthetic_report
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")

@@ -1,7 +1,7 @@
 """Property tests: every available backend implementation against the reference.
 
 For each backend × implementation × device, Hypothesis draws cases (one dtype, one
-reduction; see harness/strategies.py) and the harness judges the backend's answer
+reduction; see harness/generate/strategies.py) and the harness judges the backend's answer
 exactly as a report would, expectations included. A failure is shrunk by
 Hypothesis, saved as a case file (under pytest's temporary folder, or cases/found/
 with BCE_SAVE_FOUND=1) and reported with that path and a copy-pasteable snippet.
@@ -22,11 +22,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from harness.cases import load_cases
-from harness.registry import Loaded, UsageError, discover, select
-from harness.repro import snippet
-from harness.runner import ReferenceCache, Trial, run_inprocess
-from harness.shrink import FOUND, save_found, shrink
-from harness.strategies import draw_case
+from harness.generate.shrink import FOUND, save_found, shrink
+from harness.generate.strategies import draw_case
+from harness.report.snippets import snippet
+from harness.run.registry import Loaded, UsageError, discover, select
+from harness.run.runner import ReferenceCache, Trial, run_inprocess
 from harness.verdict import expectations as expect
 
 #: Record statuses that are not a discrepancy of the backend: `known` is covered by
@@ -207,7 +207,7 @@ def test_backend_agrees_with_reference(target: Target, data: st.DataObject) -> N
     if not bad:
         return
     if _final_replay():
-        # Hypothesis has shrunk the choices; the case-level steps of harness.shrink
+        # Hypothesis has shrunk the choices; the case-level steps of harness.generate.shrink
         # take out what choice shrinking cannot (elements of fixed-length arrays)
         smaller = shrink(backend, target.implementation, target.device, case, seed=-1,
                          entries=entries, time_budget=30.0)

@@ -2,8 +2,8 @@
 
 import pytest
 
-from harness import registry
 from harness.protocol import Backend
+from harness.run import registry
 
 
 def test_shipped_backends_come_through_the_entry_point_group():

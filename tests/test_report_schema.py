@@ -7,7 +7,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from harness import layout, report
+from harness import report
+from harness.report import packed as layout
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "reports" / "example" / "report.json"
 

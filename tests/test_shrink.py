@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from harness.cases import Case, load_cases
+from harness.generate.shrink import disagreement, failure_kinds, repro_command, save_found, shrink
 from harness.report import load as read_report
-from harness.shrink import disagreement, failure_kinds, repro_command, save_found, shrink
 from harness.verdict.expectations import Expectations
 from tests.plugins.identity import TwoBugs
 

@@ -24,16 +24,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from backends._common import TOO_LARGE, literal
+from harness.backends._common import TOO_LARGE, literal
 from harness.dtypes import dtype_name
 from harness.protocol import Call, Result, Unsupported
 
 # name → (module, class, framework module to importorskip or None)
 BACKENDS: dict[str, tuple[str, str, str | None]] = {
-    "numpy": ("backends.numpy_backend", "NumpyBackend", None),
-    "torch": ("backends.torch_backend", "TorchBackend", "torch"),
-    "tensorflow": ("backends.tensorflow_backend", "TensorFlowBackend", "tensorflow"),
-    "jax": ("backends.jax_backend", "JaxBackend", "jax"),
+    "numpy": ("harness.backends.numpy_backend", "NumpyBackend", None),
+    "torch": ("harness.backends.torch_backend", "TorchBackend", "torch"),
+    "tensorflow": ("harness.backends.tensorflow_backend", "TensorFlowBackend", "tensorflow"),
+    "jax": ("harness.backends.jax_backend", "JaxBackend", "jax"),
 }
 IMPLEMENTATIONS: dict[str, tuple[str, ...]] = {
     "numpy": ("formula", "naive"),
@@ -214,7 +214,7 @@ def test_arguments_too_large_get_the_placeholder(name: str) -> None:
 
 
 def test_repro_prefers_the_backend_snippet() -> None:
-    from harness.repro import snippet
+    from harness.report.snippets import snippet
 
     backend = _backend("numpy")
     call = _call("formula", "f32-weight-mean")

@@ -17,8 +17,7 @@ from hypothesis import strategies as st
 from harness import reference
 from harness.cases import Case, load_cases
 from harness.dtypes import FORMATS, round_to
-from harness.protocol import DTYPES, GRAD_NAMES, REDUCTIONS
-from harness.strategies import (
+from harness.generate.strategies import (
     DEFAULT_EXAMPLES,
     PROFILES,
     broadcasts_into,
@@ -31,6 +30,7 @@ from harness.strategies import (
     step_ulps,
     yaml_float,
 )
+from harness.protocol import DTYPES, GRAD_NAMES, REDUCTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 ARGS = ("input", "target", "weight", "pos_weight")
@@ -74,7 +74,7 @@ def test_same_cases_in_a_process_with_other_local_modules(tmp_path):
     script = ("import sys, hashlib\n"
               "if sys.argv[1] == 'x':\n    import manyconstants\n"
               "from tests.test_strategies import fingerprint\n"
-              "from harness.strategies import generate_cases\n"
+              "from harness.generate.strategies import generate_cases\n"
               "print(fingerprint(generate_cases(25, 7)))\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
     runs = [subprocess.run([sys.executable, "-c", script, arg], cwd=tmp_path, env=env,

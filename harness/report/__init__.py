@@ -6,7 +6,7 @@ every finished result on disk; the final `report.json` is validated against the
 shipped schema before it is written, so consumers can trust its shape. A report is
 flat (schema version 2: `results`, one self-describing record per check), in memory
 and in report.json; `report --packed-json` writes the packed layout instead (version
-3: each call and each trial's shared data once, harness.layout), and `load` reads
+3: each call and each trial's shared data once, harness.report.packed), and `load` reads
 every version back flat.
 """
 
@@ -23,9 +23,10 @@ from typing import Any
 
 import jsonschema
 
-from harness import __version__, layout
+from harness import __version__
 from harness.records import SCHEMA_VERSION, STATUS_ORDER
 from harness.records import UNEXPECTED as _UNEXPECTED
+from harness.report import packed as layout
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema" / "report.schema.json"
 PACKED_SCHEMA_PATH = SCHEMA_PATH.with_name("report.packed.schema.json")
@@ -66,7 +67,7 @@ def build(backends: list[dict[str, Any]], results: list[dict[str, Any]],
     ledger (`Expectations.finish()`): each expectation with what it covered.
 
     Flat, as every step after the calls reads it (`results`: one record per check);
-    `write_json` lays it out by call and trial (harness.layout) and `load` reads that
+    `write_json` lays it out by call and trial (harness.report.packed) and `load` reads that
     back flat."""
     return {
         "schema_version": SCHEMA_VERSION,
@@ -215,7 +216,7 @@ def _validate_packed(report: dict[str, Any]) -> None:
 
 def load(path: str | Path) -> dict[str, Any]:
     """A report.json of any readable version, flat: `results` holds one record per
-    check (harness.layout.unpack puts back what version 3 writes once)."""
+    check (harness.report.packed.unpack puts back what version 3 writes once)."""
     return layout.unpack(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
@@ -260,7 +261,7 @@ def write(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
 def write_json(report: dict[str, Any], out_dir: Path, packed: bool = False) -> Path:
     """Write report.json into out_dir (atomically: a reader never sees half a file):
     flat, one record a line (schema version 2), or packed by call and trial with
-    `packed` (harness.layout, version 3)."""
+    `packed` (harness.report.packed, version 3)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / "report.json"
     tmp = json_path.with_suffix(".json.tmp")

@@ -37,7 +37,6 @@ from typing import Any
 import jinja2
 import markupsafe
 
-from harness import layout
 from harness.records import (
     NUMERIC_CHECKS,
     SEVERITY_ORDER,
@@ -45,6 +44,7 @@ from harness.records import (
     decode_float,
     quantity_message,
 )
+from harness.report import packed as layout
 
 _HERE = Path(__file__).resolve().parent
 _ENV = jinja2.Environment(

@@ -486,7 +486,7 @@
         "import numpy as np",
         "from harness import reference",
         "from harness.protocol import Call",
-        "from harness.registry import discover",
+        "from harness.run.registry import discover",
         "",
         "backend = next(b.backend for b in discover(" + (plugin ? "[" + pyStr(plugin) + "]" : "") + ") if b.name == " + pyStr(backend) + ")",
         "call = Call(implementation=" + pyStr(impl) + ", device=" + pyStr(device) + ", dtype=" + pyStr(dtype) + ",",

@@ -36,7 +36,7 @@ import yaml
 
 from harness.protocol import DTYPES, REDUCTIONS, Call
 from harness.records import CHECKS, Record, Status, encode_float
-from harness.registry import DISABLE_ENV, UsageError
+from harness.run.registry import DISABLE_ENV, UsageError
 from harness.verdict.predicate import Elements, Predicate, PredicateError, parse
 
 SHIPPED = Path(__file__).resolve().parent.parent.parent / "cases" / "expectations.yaml"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import sys
 
-from backends.numpy_backend import NumpyBackend
+from harness.backends.numpy_backend import NumpyBackend
 from harness.protocol import Call, Result
 
 

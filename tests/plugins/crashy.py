@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 
-from backends.numpy_backend import NumpyBackend
+from harness.backends.numpy_backend import NumpyBackend
 from harness.protocol import Call, Result
 
 

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from backends.numpy_backend import NumpyBackend
+from harness.backends.numpy_backend import NumpyBackend
 from harness.protocol import Call, Result
 
 

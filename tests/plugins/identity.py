@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backends.numpy_backend import NumpyBackend
+from harness.backends.numpy_backend import NumpyBackend
 from harness.protocol import Call, Result
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backends.torch_backend import TorchBackend
+from harness.backends.torch_backend import TorchBackend
 from harness.protocol import Call, Result
 
 

@@ -12,7 +12,7 @@ do not count) and `save_found` writes it as a case file that reproduces it with
 
 How the search starts from the failing case: generated example i of seed s is the
 first random input of a Hypothesis run seeded by (s, i) (see
-`harness.strategies.run_example`), so running that same seeded search with a test
+`harness.generate.strategies.run_example`), so running that same seeded search with a test
 that raises on the failure makes Hypothesis meet the failing case again and then
 shrink it with its own shrinker. A case that did not come from `generate_cases`
 (or a Hypothesis version that draws differently) falls back to a plain search for
@@ -36,8 +36,7 @@ from typing import Any
 import numpy as np
 
 from harness.cases import SHIPPED_CASES, Case
-from harness.runner import ReferenceCache, Trial, run_inprocess
-from harness.strategies import (
+from harness.generate.strategies import (
     broadcasts_into,
     case_tags,
     case_yaml,
@@ -45,6 +44,7 @@ from harness.strategies import (
     parse_source,
     run_example,
 )
+from harness.run.runner import ReferenceCache, Trial, run_inprocess
 from harness.verdict import expectations as expect
 
 #: Where found cases go by default: beside the shipped cases, so the default run

@@ -1,12 +1,12 @@
 """After a report: shrink failing generated cases to minimal YAML reproductions.
 
 Shrinking calls the backend many times, so it runs where the backend's calls ran:
-in a worker process of the report's pool (`harness.runner.Pool`: the same
+in a worker process of the report's pool (`harness.run.runner.Pool`: the same
 processes as the run, and the same limit on how many run at once), so a crash or
 a hang while shrinking costs only that reproduction, which is skipped with the
 reason, never the report. Each shrink has a time budget, and each backend call in
 it the run's per-call timeout. A failure keeps its identity: the shrunk case fails
-the same check with the same kind of disagreement (`harness.shrink.disagreement`).
+the same check with the same kind of disagreement (`harness.generate.shrink.disagreement`).
 What comes back, per attempt, is the path of a case file and the command that
 re-runs exactly that case (`python -m harness report --cases <path> --backend
 <name> --dtype <dtype> --examples 0`), or why there is none; the report records
@@ -55,7 +55,7 @@ class _Ticking:
 def shrink_job(backend: Any, job: dict[str, Any],
                tick: Callable[[], None]) -> dict[str, Any]:  # pragma: no cover - in a worker
     """Inside a worker: shrink one failure and save it. {"path", "command"}, or {"why"}."""
-    from harness.shrink import repro_command, save_found, shrink
+    from harness.generate.shrink import repro_command, save_found, shrink
     from harness.verdict import expectations as expect
 
     try:
@@ -102,7 +102,7 @@ def _narrowed(case: Case, dtype: str, reduction: str) -> Case:
     """The case in the failing record's one dtype and reduction."""
     if case.dtypes == (dtype,) and case.reductions == (reduction,):
         return case
-    from harness.shrink import _with
+    from harness.generate.shrink import _with
 
     return _with(case, dtypes=(dtype,), reductions=(reduction,))
 
@@ -124,8 +124,8 @@ def shrink_failures(results: list[dict[str, Any]], cases: list[Case], specs: dic
     `timeout` s, or past `budget` + slack) or cannot be reached: that attempt is
     skipped with the reason.
     """
-    from harness.runner import Pool, _exit_reason
-    from harness.shrink import disagreement
+    from harness.generate.shrink import disagreement
+    from harness.run.runner import Pool, _exit_reason
 
     by_name = {c.name: c for c in cases}
     attempts: list[dict[str, Any]] = []

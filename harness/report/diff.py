@@ -39,9 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import layout
 from harness.records import READABLE_SCHEMA_VERSIONS, SEVERITY_ORDER, Status, decode_float
 from harness.records import UNEXPECTED as _UNEXPECTED
+from harness.report import packed as layout
 
 KEY_FIELDS: tuple[str, ...] = ("backend", "implementation", "device", "dtype", "case",
                                "reduction", "check")
@@ -382,7 +382,7 @@ def render_html(d: Diff, old: dict[str, Any], new: dict[str, Any], old_path: str
     import jinja2
     import markupsafe
 
-    here = Path(__file__).resolve().parent / "report"
+    here = Path(__file__).resolve().parent
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(here)),
                              autoescape=jinja2.select_autoescape(default=True,
                                                                  default_for_string=True),
@@ -460,7 +460,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry (`python -m harness.diff`), until the CLI registers `diff`."""
+    """Standalone entry (`python -m harness.report.diff`), until the CLI registers `diff`."""
     parser = argparse.ArgumentParser(prog="python -m harness diff",
                                      description="Compare two bce-harness reports.")
     add_arguments(parser)

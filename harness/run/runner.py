@@ -26,10 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from harness import judge, reference
+from harness import reference
 from harness.cases import Case
 from harness.protocol import GRAD_NAMES, REDUCTIONS, Call, Result, Unsupported
-from harness.registry import Loaded, load_spec
+from harness.run.registry import Loaded, load_spec
+from harness.verdict import judge
 from harness.verdict.expectations import Evidence, Expectations
 
 
@@ -183,7 +184,7 @@ def _worker_main(spec: str, conn: Connection,
 
     Messages from the parent: ("trials", list) keeps the run's trials; ("calls",
     tasks) runs them, answering ("start", id) and ("done", ...) for each, then
-    ("idle",); ("shrink", job) shrinks one failure (harness.found.shrink_job),
+    ("idle",); ("shrink", job) shrinks one failure (harness.generate.found.shrink_job),
     answering ("tick",) before every backend call and ("shrunk", answer) at the end;
     None (or the parent gone) ends the worker. Ctrl-C is the parent's to handle: it
     records what finished and ends the workers.
@@ -222,7 +223,7 @@ def _worker_main(spec: str, conn: Connection,
                 conn.send(("done", task.id, outcome, duration, again))
             conn.send(("idle",))
         elif kind == "shrink":
-            from harness.found import shrink_job
+            from harness.generate.found import shrink_job
 
             conn.send(("shrunk", shrink_job(backend, msg[1], lambda: conn.send(("tick",)))))
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from backends._common import (
+from harness.backends._common import (
     SNIPPET_NAMES,
     adapter_reduction,
     arguments,

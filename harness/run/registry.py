@@ -27,10 +27,10 @@ DISABLE_ENV = "BCE_HARNESS_NO_ENTRY_POINTS"
 # this table only stands in when the package runs from a source tree that was never
 # installed (no metadata, so no entry points).
 _SHIPPED = {
-    "numpy": "backends.numpy_backend:NumpyBackend",
-    "torch": "backends.torch_backend:TorchBackend",
-    "tensorflow": "backends.tensorflow_backend:TensorFlowBackend",
-    "jax": "backends.jax_backend:JaxBackend",
+    "numpy": "harness.backends.numpy_backend:NumpyBackend",
+    "torch": "harness.backends.torch_backend:TorchBackend",
+    "tensorflow": "harness.backends.tensorflow_backend:TensorFlowBackend",
+    "jax": "harness.backends.jax_backend:JaxBackend",
 }
 
 

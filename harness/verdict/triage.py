@@ -1,6 +1,6 @@
 """From a report's unexpected failures to candidate expectations, with the evidence.
 
-`python -m harness.triage reports/latest/report.json` groups every `fail` and
+`python -m harness.verdict.triage reports/latest/report.json` groups every `fail` and
 `error` that no expectation covers by backend, implementation and check, and prints
 for each group a skeleton expectation (its scope filled in from the records) with
 the evidence: how many records, in which dtypes and reductions, and a few failing
@@ -17,8 +17,8 @@ import json
 import sys
 from collections import defaultdict
 
-from harness import layout
 from harness.records import UNEXPECTED, Record
+from harness.report import packed as layout
 
 EXAMPLES = 4  # failing records shown per group
 
@@ -61,7 +61,7 @@ def skeleton(key: tuple[str, str, str], records: list[Record]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.triage", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m harness.verdict.triage", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("report", help="a report.json")
     p.add_argument("--summary", action="store_true",

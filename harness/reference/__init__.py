@@ -19,7 +19,7 @@ How
 Nothing here evaluates those formulas in float64. Per element the work is:
 
 1. ``t = e**-|x|`` in double-double with its binary exponent kept apart
-   (``harness.ddmath.exp_scaled``), then ``log1p(t)`` and ``t/(1+t)`` from it. With
+   (``harness.reference.ddmath.exp_scaled``), then ``log1p(t)`` and ``t/(1+t)`` from it. With
    ``a = |x|`` and ``L = log1p(t)``, ``sp(|x|) = a + L`` and ``sp(-|x|) = L``.
 2. Each quantity is written as ``w * (R0 + R1 * F)`` -- ``R0`` and ``R1`` exact products
    of the arguments, ``F`` one transcendental -- in a form without cancellation
@@ -126,7 +126,7 @@ from typing import Any
 
 import numpy as np
 
-from harness import ddmath as dm
+from harness.reference import ddmath as dm
 
 __all__ = ["GRAD_NAMES", "REDUCTIONS", "Quantity", "evaluate", "grads", "loss"]
 

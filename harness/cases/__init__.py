@@ -57,8 +57,8 @@ __all__ = [
     "load_cases",
 ]
 
-SHIPPED_CASES: Path = Path(__file__).resolve().parent.parent / "cases"
-SCHEMA_PATH: Path = Path(__file__).resolve().parent / "schema" / "case.schema.json"
+SHIPPED_CASES: Path = Path(__file__).resolve().parents[2] / "cases"
+SCHEMA_PATH: Path = Path(__file__).resolve().parents[1] / "schema" / "case.schema.json"
 
 ARG_NAMES: tuple[str, ...] = GRAD_NAMES  # the four arguments of the loss, in call order
 #: Integer and bool dtypes an argument may be passed in (`arg_dtypes`), with their ranges.

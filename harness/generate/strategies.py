@@ -41,8 +41,8 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 from harness.cases import Case
-from harness.coverage import classify
 from harness.dtypes import FORMATS, round_to
+from harness.generate.coverage import classify
 from harness.protocol import DTYPES, GRAD_NAMES, REDUCTIONS
 
 #: Generated cases `report` adds when --examples is not given (see docs/generation.md:
@@ -498,7 +498,7 @@ def cases(draw: st.DrawFn, **options: Any) -> Case:
     return draw_case(_Composite(draw), **options)
 
 
-#: Tags for value classes (harness.coverage) on generated cases.
+#: Tags for value classes (harness.generate.coverage) on generated cases.
 CLASS_TAGS = {"normal": "normal", "zero": "zero", "subnormal": "subnormal",
               "saturated": "saturated", "huge": "huge", "inf": "inf", "nan": "nan",
               "target-outside-01": "outside-01", "soft-target": "soft", "empty": "empty"}

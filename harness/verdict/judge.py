@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from harness import compare
 from harness.dtypes import dtype_name, promote
 from harness.protocol import Call, Result, Unsupported
 from harness.records import Record, encode_float, fail_message, pass_message
+from harness.verdict import ulps as compare
 from harness.verdict.expectations import Evidence
 
 
@@ -119,8 +119,8 @@ def determinism(first: Outcome, second: Outcome, base: dict[str, Any]) -> dict[s
             return {**rec, "status": "fail", "message": f"{name}: shape or dtype changed"}
         if a.tobytes() == b.tobytes():
             continue
-        from harness.compare import ulp_distance
         from harness.dtypes import FORMATS
+        from harness.verdict.ulps import ulp_distance
 
         fmt = FORMATS.get(_safe_dtype_name(a.dtype), FORMATS["float64"])
         with np.errstate(all="ignore"):

@@ -100,7 +100,7 @@ def adapter_reduction(reduction: str, function: str) -> None:
 
 
 
-# --- reproduction snippets (the optional `snippet(call)` hook of harness.repro) ---
+# --- reproduction snippets (the optional `snippet(call)` hook of harness.report.snippets) ---
 
 LITERAL_LIMIT = 64  # elements an argument may have and still be written out literally
 TOO_LARGE = ("arguments too large to inline: reproduce with "

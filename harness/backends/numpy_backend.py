@@ -19,7 +19,7 @@ import inspect
 
 import numpy as np
 
-from backends._common import literals, too_large
+from harness.backends._common import literals, too_large
 from harness.dtypes import numpy_dtype
 from harness.protocol import DTYPES, Call, Result
 

@@ -51,7 +51,7 @@ def snippet(backend: object, spec: str, call: Call, case_name: str, source: str)
                                 f"{getattr(backend, 'name', '')} --dtype {call.dtype}")
     size = max(np.size(call.input), np.size(call.target))
     lines = ["import numpy as np", "from harness import reference",
-             "from harness.protocol import Call", "from harness.registry import load_spec",
+             "from harness.protocol import Call", "from harness.run.registry import load_spec",
              f"backend = load_spec({spec!r})"]
     if size <= LITERAL_LIMIT:
         args = {n: _literal(getattr(call, n)) for n in ("input", "target", "weight", "pos_weight")}

@@ -1,0 +1,1 @@
+"""Generated cases: Hypothesis strategies, coverage of value classes, shrinking of failures."""

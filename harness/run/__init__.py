@@ -1,0 +1,1 @@
+"""Running backends: discovery (registry), the worker pool and runner, crash-safe phases."""
