@@ -32,6 +32,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from harness import reference
+from harness.reference import cache as reference_cache
 
 
 def float64_formula(x, y, w, p, reduction):
@@ -64,8 +65,8 @@ def best_of(fn, repeat):
 def time_trials(examples: int, seed: int) -> None:
     """Total time of reference.evaluate over the default report's trials."""
     from harness import cases
-    from harness.generate import strategies
-    from harness.run import runner
+    from harness.generate import seeding as strategies
+    from harness.run import trials as runner
 
     trials = runner.expand(cases.load_cases() + strategies.generate_cases(examples, seed))
     calls = []
@@ -96,7 +97,7 @@ def main(argv=None) -> None:
     if args.trials:
         time_trials(args.examples, args.seed)
         return
-    reference._CACHE_MAX_N = 0  # time every call in full (see the module docstring)
+    reference_cache.MAX_N = 0  # time every call in full (see the module docstring)
     n = args.n - args.n % 100
     rng = np.random.default_rng(0)
     shape = (n // 100, 100)

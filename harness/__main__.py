@@ -1,4 +1,5 @@
-"""Command line: `python -m harness report | backends | cases` (CONTRACT §1).
+"""Command line: `python -m harness report | backends | cases | diff | sweep`
+(README.md, "Commands").
 
 Exit codes, for every command: 0 nothing unexpected; 1 at least one fail or error no
 known entry covers; 2 bad usage or bad input, with a one-paragraph message that
@@ -8,17 +9,13 @@ names the file, the line and the fix, and no traceback.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 from harness.protocol import DTYPES
-
-DEFAULT_OUT = Path("reports/latest")
+from harness.run.job import DEFAULT_OUT
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="worker processes at once, for the calls and the shrinking; each "
                         "backend's calls are split into dtype shards that queue for them "
                         "(default: one per available core)")
+    r.add_argument("--compiled", action="store_true",
+                   help="also run the backends' compiled implementations (torch.compile, "
+                        "jax.jit, tf.function), each judged against the reference and "
+                        "against its eager twin (check vs-eager); costs a compilation per "
+                        "shape (README.md, \"Compiled execution\")")
     r.add_argument("--quiet", action="store_true", help="print only the final summary line")
     r.add_argument("--shrink", type=int, default=None, metavar="N",
                    help="failing generated cases shrunk to YAML reproductions in OUT/found "
@@ -85,6 +87,12 @@ def _parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("diff", help="compare two report.json files; exit 1 if anything regressed")
     diff.add_arguments(d)
+
+    from harness.sweep import cli as sweep
+
+    s = sub.add_parser("sweep", help="every logit of a dtype against a set of targets, on Dask; "
+                                     "error maps per implementation (docs/sweep.md)")
+    sweep.add_arguments(s)
     return p
 
 
@@ -95,21 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"report": cmd_report, "backends": cmd_backends, "cases": cmd_cases,
-                "diff": cmd_diff}[args.command](args)
+                "diff": cmd_diff, "sweep": cmd_sweep}[args.command](args)
     except (UsageError, CaseFileError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
-
-
-def _load_cases(paths: list[str]) -> list[Any]:
-    from harness.cases import load_cases
-    from harness.run.registry import UsageError
-
-    for p in paths:
-        if not Path(p).exists():
-            raise UsageError(f"{p}: no such file or folder. Give a case file (.yaml) or a folder "
-                             "of them; the shipped cases are in cases/.")
-    return load_cases(paths or None)
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
@@ -118,10 +115,17 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return diff.run(args)
 
 
-def cmd_cases(args: argparse.Namespace) -> int:
-    from harness.run.runner import expand
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from harness.sweep import cli as sweep
 
-    cases = _load_cases(args.paths)
+    return sweep.main(args)
+
+
+def cmd_cases(args: argparse.Namespace) -> int:
+    from harness.run.job import load_cases
+    from harness.run.trials import expand
+
+    cases = load_cases(args.paths)
     for case in cases:
         shape = "×".join(map(str, case.input.shape)) or "0-d"
         extra = f" raises {'|'.join(case.raises)}" if case.raises else ""
@@ -152,159 +156,18 @@ def cmd_backends(args: argparse.Namespace) -> int:
     return 0
 
 
-def _canonical_order(results: list[dict[str, Any]], backends: list[dict[str, Any]],
-                     trials: list[Any]) -> None:
-    """Sort records as the run was planned, not as workers happened to finish, so the
-    same seed gives the same report (apart from timings). Stable: a call's checks
-    keep their order."""
-    trial_index = {(t.case.name, t.dtype, t.reduction): i for i, t in enumerate(trials)}
-    backend_index = {b["name"]: i for i, b in enumerate(backends)}
-    impl_index = {(b["name"], impl): i for b in backends
-                  for i, impl in enumerate(b.get("implementations", []))}
-    results.sort(key=lambda r: (backend_index.get(r["backend"], len(backend_index)),
-                                impl_index.get((r["backend"], r["implementation"]), 0),
-                                r["device"],
-                                trial_index.get((r["case"], r["dtype"], r["reduction"]), -1)))
-
-
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness import report
-    from harness.generate.coverage import coverage
-    from harness.generate.coverage import summary as coverage_summary
-    from harness.generate.found import MAX_SHRINKS, shrink_failures
-    from harness.report.terminal import Console
-    from harness.run.phases import Phases, why
-    from harness.run.registry import UsageError, discover, select
-    from harness.run.runner import Pool, RunOptions, expand, run_isolated
-    from harness.verdict import expectations as expect
+    from harness.run.job import ReportRequest, plan_report, run_report
 
-    started = time.monotonic()
-    from harness.generate.strategies import DEFAULT_EXAMPLES, generate_cases
-
-    if args.jobs < 0:
-        raise UsageError("--jobs must be 1 or more (0, the default: one per available core).")
-    cases = _load_cases(args.cases)
-    examples = DEFAULT_EXAMPLES if args.examples is None else args.examples
-    if examples < 0:
-        raise UsageError("--examples must be 0 or more (0 turns generation off).")
-    if examples:
-        cases = cases + generate_cases(examples, args.seed)
-    entries = expect.load(args.known, shipped=not args.no_shipped_expectations)
-    chosen = select(discover(args.plugin), args.backend)
-    trials = expand(cases, args.dtype)
-    phases = Phases()
-    coverage_table, coverage_line = None, "coverage: not computed (see run.phases)"
-    with phases.run("coverage"):
-        coverage_table = coverage(cases, args.dtype)
-        coverage_line = coverage_summary(coverage_table)
-    if not trials:
-        raise UsageError("the selection leaves no trial to run (check --cases and --dtype).")
-    opts = RunOptions(devices=tuple(args.device), dtypes=tuple(args.dtype),
-                      timeout=args.timeout, jobs=args.jobs)
-    sink = report.Sink(args.out)
-    infos: dict[str, dict[str, Any]] = {}
-    console = Console(quiet=args.quiet)
-    console.start([c.name for c in chosen], len(cases), len(trials))
-    if not args.quiet:
-        console.log(f"{examples} generated examples (seed {args.seed}); {coverage_line}")
-    stats: dict[str, Any] = {}
-    worker_log = args.out / "workers.log"  # the frameworks' own stderr
-    with contextlib.suppress(OSError):
-        worker_log.unlink(missing_ok=True)
-    pool = Pool(opts.jobs, log=worker_log)
-    written = False  # whether report.json holds the records
-    try:
-        with phases.run("calls"):
-            try:
-                run_isolated(chosen, trials, opts, entries,
-                             on_records=lambda name, recs: sink.add(recs),
-                             on_info=lambda info: infos.__setitem__(info["name"], info),
-                             on_progress=console.on_progress, pool=pool, stats=stats)
-            finally:
-                console.close()
-        interrupted = phases.interrupted
-        with contextlib.suppress(OSError):
-            sink.close(keep=True)  # until report.json holds the records
-        run = {"interrupted": interrupted, "seconds": round(time.monotonic() - started, 2),
-               "cases": len(cases), "trials": len(trials), "jobs": pool.limit,
-               "per_backend": stats, "argv": sys.argv[1:], "seed": args.seed,
-               "examples": examples, "found": [], "phases": phases.records}
-        # what was measured goes to disk first; every later step is guarded
-        backends = [infos[c.name] for c in chosen if c.name in infos]
-        with phases.run("order"):
-            backends = [infos.get(c.name) or c.info() for c in chosen]
-            _canonical_order(sink.results, backends, trials)
-        doc: dict[str, Any] = {"run": run, "summary": report.summarize(sink.results),
-                               "results": sink.results}
-        json_path, html_path = args.out / "report.json", args.out / "report.html"
-        with phases.run("report.json"):
-            doc = report.build(backends, sink.results, run, report.case_index(cases),
-                               expectations=entries.finish())
-            if coverage_table is not None:
-                doc["coverage"] = coverage_table
-            json_path = report.write_json(doc, args.out, packed=args.packed_json)
-        if not phases.ok("report.json"):
-            with phases.run("report.json (records only)"):
-                json_path = report.write_json(doc, args.out, packed=args.packed_json)
-        written = phases.ok("report.json") or phases.ok("report.json (records only)")
-        if written and phases.ok("calls"):
-            with contextlib.suppress(OSError):
-                sink.path.unlink(missing_ok=True)
-        shrinks: list[dict[str, Any]] = []
-        if not phases.interrupted and args.shrink != 0 and phases.ok("calls"):
-            with phases.run("shrink"):
-                shrinks = shrink_failures(
-                    sink.results, cases, {c.name: c.spec for c in chosen}, args.seed,
-                    args.out / "found", MAX_SHRINKS if args.shrink is None else args.shrink,
-                    pool=pool, timeout=args.timeout, known=[str(k) for k in args.known],
-                    shipped=not args.no_shipped_expectations)
-    finally:
-        pool.close()
-    run["found"] = [a["path"] for a in shrinks if a.get("path")]
-    if shrinks:
-        run["shrinks"] = shrinks
-    with phases.run("validate"):
-        report.validate(doc, packed=args.packed_json)
-    with phases.run("report.html"):
-        html_path = report.write_html(doc, args.out)
-    if not phases.ok("report.html"):
-        failed = phases.records[-1]
-        with phases.run("report.html (plain)"):
-            html_path = report.write_fallback_html(doc, args.out,
-                                                   f"the {failed['phase']} step failed: "
-                                                   f"{failed['why']}")
-    with phases.run("summary"):
-        console.finish(doc, json_path, html_path)
-    run["interrupted"] = interrupted = interrupted or phases.interrupted
-    run["seconds"] = round(time.monotonic() - started, 2)
-    try:
-        report.write_json(doc, args.out, packed=args.packed_json)  # again, now holding every phase
-    except Exception as exc:
-        print(f"report.json could not be rewritten with the phases: {why(exc)}", file=sys.stderr)
-        phases.records.append({"phase": "report.json (final)", "status": "failed",
-                               "seconds": 0.0, "why": why(exc)})
-    for a in shrinks:
-        what = f"{a['backend']}/{a['implementation']} {a['case']} {a['check']} [{a['kind']}]"
-        if a.get("path"):
-            print(f"shrunk reproduction of {what}: {a['path']}; re-run it with: {a['command']}",
-                  file=sys.stderr)
-        else:
-            print(f"not shrunk: {what}: {a.get('why')}", file=sys.stderr)
-    with contextlib.suppress(OSError):
-        if worker_log.stat().st_size:
-            print(f"the frameworks' own messages (their workers' stderr) are in {worker_log}",
-                  file=sys.stderr)
-    for p in phases.failed:
-        where = ("report.json holds every result (run.phases says what is missing)"
-                 if written else f"the records are in {sink.path}")
-        print(f"the {p['phase']} step failed: {p['why']}; {where}", file=sys.stderr)
-    if interrupted:
-        if args.quiet or not phases.ok("summary"):  # the summary says it otherwise
-            print("interrupted: the report holds what finished", file=sys.stderr)
-        return 130
-    if phases.failed:
-        return 1
-    return report.exit_code(sink.results)
+    request = ReportRequest(
+        cases=tuple(args.cases), examples=args.examples, seed=args.seed,
+        backends=tuple(args.backend), plugins=tuple(args.plugin), devices=tuple(args.device),
+        dtypes=tuple(args.dtype), out=args.out, known=tuple(args.known),
+        shipped_expectations=not args.no_shipped_expectations, packed_json=args.packed_json,
+        timeout=args.timeout, jobs=args.jobs, shrink=args.shrink, quiet=args.quiet,
+        compiled=args.compiled,
+        argv=tuple(sys.argv[1:]))
+    return run_report(plan_report(request)).exit_code
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The backend plugin protocol (CONTRACT §3).
+"""The backend plugin protocol (README.md, "Writing a backend plugin").
 
 A backend is a thin translation layer: numpy arrays in, the framework's own call,
 numpy arrays out. Everything a backend needs to know arrives in one frozen

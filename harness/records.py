@@ -20,7 +20,7 @@ from typing import Any, TypedDict
 
 #: The report's schema version: 2 added expectations (`expected_by`, the report's
 #: `expectations` section) and a passing record's `largest` error. It is the flat layout
-#: CONTRACT-style consumers read: `results`, one self-describing record per check.
+#: consumers of report.json read (docs/report.md): `results`, one self-describing record per check.
 SCHEMA_VERSION = 2
 #: The packed layout (`report --packed-json`, harness.report.packed): `calls` and `trials`,
 #: each datum once, about a fifth of the size; readers unpack it to version 2's records.
@@ -85,6 +85,7 @@ class Check(str, Enum):
     SHAPE = "shape"
     DETERMINISM = "determinism"
     VS_CPU = "vs-cpu"
+    VS_EAGER = "vs-eager"
 
     def __str__(self) -> str:
         return self.value

@@ -15,7 +15,7 @@ RTOL = {"float16": 1e-2, "bfloat16": 4e-2, "float32": 1e-5, "float64": 1e-12}
 
 
 def expected(x, y, w=None, p=None, reduction="mean"):
-    """float64 loss and gradients of the reference (CONTRACT §2)."""
+    """float64 loss and gradients of the reference (README.md, "The reference")."""
     return reference.loss(x, y, w, p, reduction), reference.grads(x, y, w, p, reduction)
 
 

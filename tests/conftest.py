@@ -1,7 +1,7 @@
 """Test configuration: which Hypothesis profile the property tests run under.
 
-The profiles (`dev`, `ci`, `thorough`) live with the strategies in
-harness/generate/strategies.py. `--hypothesis-profile NAME` (Hypothesis's own option) wins;
+The profiles (`dev`, `ci`, `thorough`) live with the seeded generation in
+harness/generate/seeding.py. `--hypothesis-profile NAME` (Hypothesis's own option) wins;
 otherwise $BCE_HYPOTHESIS_PROFILE, otherwise `ci` when $CI is set (as CI services
 set it) and `dev` on a workstation. The harness's own options (--backend,
 --device, --dtype, --plugin, --cases) come from harness/pytest_plugin.py.
@@ -14,7 +14,7 @@ import os
 import pytest
 from hypothesis import settings
 
-from harness.generate.strategies import PROFILES, register_profiles
+from harness.generate.seeding import PROFILES, register_profiles
 
 register_profiles()
 

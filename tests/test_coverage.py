@@ -9,7 +9,7 @@ import pytest
 
 from harness.cases import Case, load_cases
 from harness.generate.coverage import CHECKS, IMPOSSIBLE, PARAMS, VALUE_CLASSES, classify, coverage
-from harness.generate.strategies import DEFAULT_EXAMPLES, generate_cases
+from harness.generate.seeding import DEFAULT_EXAMPLES, generate_cases
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""Unit tests of harness.reference.ddmath: every claim of its docstring, checked exactly.
+"""Unit tests of the double-double arithmetic (harness/reference/ddmath.py, ddfunctions.py,
+ddround.py): every claim of their docstrings, checked exactly.
 
 Exactness is judged with ``fractions.Fraction`` (every float64 is a rational) and the
 transcendental functions against ``decimal`` at 60 digits -- never against float64.
@@ -12,7 +13,9 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from harness.reference import ddfunctions as df
 from harness.reference import ddmath as dm
+from harness.reference import ddround as dr
 
 RNG = np.random.default_rng(20240601)
 U2 = Fraction(1, 2**106)  # u**2
@@ -197,7 +200,7 @@ def test_exp_scaled_relative_error_below_2_to_minus_96():
             [0.0, -0.0, 5e-324, 1e-300, -745.1, 709.78, -2999.999],
         ]
     )
-    k, h, lo = dm.exp_scaled(x)
+    k, h, lo = df.exp_scaled(x)
     with localcontext() as c:
         c.prec = 60
         worst = max(abs(scaled(*t) / dec_exp(xi) - 1) for xi, *t in zip(x, k, h, lo, strict=True))
@@ -207,7 +210,7 @@ def test_exp_scaled_relative_error_below_2_to_minus_96():
 def test_exp_scaled_takes_a_dd_argument():
     xh = np.array([10.0, -700.0])
     xl = np.array([1e-16, -3e-14])
-    k, h, lo = dm.exp_scaled(xh, xl)
+    k, h, lo = df.exp_scaled(xh, xl)
     with localcontext() as c:
         c.prec = 60
         for i in range(2):
@@ -216,12 +219,12 @@ def test_exp_scaled_takes_a_dd_argument():
 
 
 def test_exp_scaled_clamps_beyond_3000():
-    k, h, _ = dm.exp_scaled(np.array([-1e300, -3000.0]))
+    k, h, _ = df.exp_scaled(np.array([-1e300, -3000.0]))
     assert k[0] == k[1] and h[0] == h[1]
 
 
 def test_dd_exp_overflow_and_underflow():
-    h, lo = dm.dd_exp(np.array([710.0, -800.0, 1.0]))
+    h, lo = df.dd_exp(np.array([710.0, -800.0, 1.0]))
     assert h[0] == np.inf and h[1] == 0.0
     with localcontext() as c:
         c.prec = 60
@@ -239,8 +242,8 @@ def dec_log1p(t: Decimal) -> Decimal:
 
 def test_log1p_scaled_keeps_relative_accuracy_far_below_the_float_range():
     a = np.concatenate([RNG.uniform(0, 40, 500), RNG.uniform(700, 3000, 300), [0.0, 1e-300]])
-    k, h, lo = dm.exp_scaled(-a)
-    lh, ll = dm.log1p_scaled(k, h, lo)
+    k, h, lo = df.exp_scaled(-a)
+    lh, ll = df.log1p_scaled(k, h, lo)
     worst = Decimal(0)
     for i in range(a.size):
         t = scaled(k[i], h[i], lo[i])
@@ -250,12 +253,12 @@ def test_log1p_scaled_keeps_relative_accuracy_far_below_the_float_range():
             c.Emin = -(10**6)
             worst = max(worst, abs(got / dec_log1p(t) - 1))
     assert worst < Decimal(2) ** -98, float(worst)
-    assert np.all(dm.log1p_scaled(np.array([0]), np.array([0.0]), np.array([0.0]))[0] == 0)
+    assert np.all(df.log1p_scaled(np.array([0]), np.array([0.0]), np.array([0.0]))[0] == 0)
 
 
 def test_dd_log1p_unscaled():
     x = np.array([1.0, 0.5, 1e-5, 1e-200, 0.0])
-    h, lo = dm.dd_log1p(x)
+    h, lo = df.dd_log1p(x)
     for i in range(x.size):
         if x[i] == 0:
             assert h[i] == 0
@@ -269,8 +272,8 @@ def test_dd_log1p_unscaled():
 def test_naive_log1p_of_exp_loses_everything():
     # why log1p_scaled keeps the exponent: float64 log1p(exp(-800)) is 0
     assert np.log1p(np.exp(-800.0)) == 0.0
-    k, h, lo = dm.exp_scaled(np.array([-800.0]))
-    lh, _ = dm.log1p_scaled(k, h, lo)
+    k, h, lo = df.exp_scaled(np.array([-800.0]))
+    lh, _ = df.log1p_scaled(k, h, lo)
     assert lh[0] > 0.5
 
 
@@ -299,9 +302,9 @@ def test_to_float_subnormal_results_including_ties():
         m = v * Fraction(2) ** -e  # mantissa in a normal range
         h = float(m)
         lo = float(m - Fraction(h))
-        r = dm.to_float(np.array([h]), np.array([lo]), np.array([e]))[0]
+        r = dr.to_float(np.array([h]), np.array([lo]), np.array([e]))[0]
         assert r == nearest(v), (v, r, nearest(v))
-        rn = dm.to_float(np.array([-h]), np.array([-lo]), np.array([e]))[0]
+        rn = dr.to_float(np.array([-h]), np.array([-lo]), np.array([e]))[0]
         assert rn == -nearest(v) and np.signbit(rn)
 
 
@@ -313,7 +316,7 @@ def test_to_float_double_rounding_trap():
     h = float(m)
     lo = float(m - Fraction(h))
     assert lo != 0 and np.ldexp(h, e) == 2 * 5e-324  # ldexp alone: tie to even, wrong
-    assert dm.to_float(np.array([h]), np.array([lo]), np.array([e]))[0] == 3 * 5e-324
+    assert dr.to_float(np.array([h]), np.array([lo]), np.array([e]))[0] == 3 * 5e-324
 
 
 def test_to_float_overflow_boundary():
@@ -327,23 +330,23 @@ def test_to_float_overflow_boundary():
         h = float(m)
         hs.append(h)
         ls.append(float(m - Fraction(h)))
-    r = dm.to_float(np.array(hs), np.array(ls), e)
+    r = dr.to_float(np.array(hs), np.array(ls), e)
     assert r[0] == np.inf and r[1] == 1.7976931348623157e308 and r[2] == 1.7976931348623157e308
 
 
 def test_round_settle_flags_only_undecidable_values():
     # exactly representable with delta 0: settled (ties included)
-    r, s = dm.round_settle(np.array([1.0, 1.0]), np.array([2.0**-53, 2.0**-60]),
+    r, s = dr.round_settle(np.array([1.0, 1.0]), np.array([2.0**-53, 2.0**-60]),
                            np.array([0, 0]), np.array([0.0, 2.0**-70]))
     assert s.tolist() == [True, True] and r.tolist() == [1.0, 1.0]
     # a tie with a non-zero bound cannot be settled; neither can a value within the bound
-    r, s = dm.round_settle(np.array([1.0, 1.0]), np.array([2.0**-53, 2.0**-53 - 2.0**-80]),
+    r, s = dr.round_settle(np.array([1.0, 1.0]), np.array([2.0**-53, 2.0**-53 - 2.0**-80]),
                            np.array([0, 0]), np.array([2.0**-90, 2.0**-70]))
     assert s.tolist() == [False, False]
     # subnormal range: settled iff the interval avoids the half-way points
     e = np.array([-1100, -1100])
     h = np.array([np.ldexp(3.0, 26), np.ldexp(3.5, 26)])  # 3 and 3.5 units of 2**-1074
-    r, s = dm.round_settle(h, np.zeros(2), e, np.ldexp(np.array([0.1, 0.1]), 26))
+    r, s = dr.round_settle(h, np.zeros(2), e, np.ldexp(np.array([0.1, 0.1]), 26))
     assert r.tolist() == [3 * 5e-324, 4 * 5e-324] and s.tolist() == [True, False]
 
 
@@ -353,7 +356,7 @@ def test_round_settle_is_never_wrong_when_it_claims_to_be_settled():
     h, lo = dm.fast_two_sum(h, lo)
     e = RNG.integers(-1130, 990, h.size)
     d = np.abs(h) * 2.0 ** RNG.uniform(-110, -50, h.size)
-    r, s = dm.round_settle(h, lo, e, d)
+    r, s = dr.round_settle(h, lo, e, d)
     for i in np.flatnonzero(s):
         v = dd(h[i], lo[i]) * Fraction(2) ** int(e[i])
         dv = fr(d[i]) * Fraction(2) ** int(e[i])
@@ -387,7 +390,7 @@ def test_fsum_agrees_with_dd_sum_rounding():
     sh, sl = dm.dd_sum(h, np.zeros_like(h))
     import math
 
-    assert dm.to_float(sh, sl) == math.fsum(h)
+    assert dr.to_float(sh, sl) == math.fsum(h)
 
 
 # ---------------------------------------------------------------------------
@@ -400,7 +403,7 @@ def test_exp_neg_dd_relative_error_below_2_to_minus_96():
     a = np.concatenate([RNG.uniform(0, 64, 800), RNG.uniform(64, 671, 200),
                         10.0 ** RNG.uniform(-300, 1.8, 300),
                         [0.0, 5e-324, 1e-300, 64.0, 671.0, np.log(2) / 16384, 2.0**-14.5]])
-    h, lo = dm.exp_neg_dd(a)
+    h, lo = df.exp_neg_dd(a)
     with localcontext() as c:
         c.prec = 60
         c.Emin = -(10**6)
@@ -408,15 +411,15 @@ def test_exp_neg_dd_relative_error_below_2_to_minus_96():
                     for i in range(a.size))
     assert worst < Decimal(2) ** -96, float(worst)
     # its leading words are exp_scaled's
-    k, th, _ = dm.exp_scaled(-a)
+    k, th, _ = df.exp_scaled(-a)
     assert np.array_equal(np.ldexp(th, k), h)
 
 
 def test_log1p_dd_and_recip_dd_against_decimal():
     a = np.concatenate([RNG.uniform(0, 64, 800), 10.0 ** RNG.uniform(-20, 1.8, 300),
                         [0.0, 1e-300, 64.0, 0.0009765625, 0.69314718055994]])
-    th, tl = dm.exp_neg_dd(a)
-    lh, ll = dm.log1p_dd(th, tl)
+    th, tl = df.exp_neg_dd(a)
+    lh, ll = df.log1p_dd(th, tl)
     uh, ue = dm.fast_two_sum(1.0, th)
     rh, rl = dm.recip_dd(uh, ue + tl)
     worst_l = worst_r = Decimal(0)
@@ -439,24 +442,24 @@ def test_array_variants_are_bit_identical_to_the_public_operations():
     bh[:300], bl[:300] = -ah[:300], -al[:300]  # exact cancellation
     al[300:400] = 0.0
     pairs = [
-        (dm.dd_add(ah, al, bh, bl), dm._dd_add_arr(ah, al, bh, bl)),
-        (dm.dd_mul_fp(ah, al, bh), dm._dd_mul_fp_arr(ah, al, bh)),
-        (dm.dd_div_fp(ah, al, 3.0), dm._dd_div_fp_arr(ah, al, 3.0)),
-        (dm.dd_div_fp(ah, al, 120000.0), dm._dd_div_fp_arr(ah, al, 120000.0)),
-        (dm.two_sum(ah, bh), dm._ts(ah, bh)),
-        (dm.fast_two_sum(ah, al), dm._fts(ah, al)),
-        (dm._two_prod(ah, bh), dm._tp(ah, bh)),
-        (dm._split(ah), dm._spl(ah)),
+        (dm.dd_add(ah, al, bh, bl), dm.dd_add_arr(ah, al, bh, bl)),
+        (dm.dd_mul_fp(ah, al, bh), dm.dd_mul_fp_arr(ah, al, bh)),
+        (dm.dd_div_fp(ah, al, 3.0), dm.dd_div_fp_arr(ah, al, 3.0)),
+        (dm.dd_div_fp(ah, al, 120000.0), dm.dd_div_fp_arr(ah, al, 120000.0)),
+        (dm.two_sum(ah, bh), dm.two_sum_arr(ah, bh)),
+        (dm.fast_two_sum(ah, al), dm.fast_two_sum_arr(ah, al)),
+        (dm.two_prod_unscaled(ah, bh), dm.two_prod_arr(ah, bh)),
+        (dm.split_unscaled(ah), dm.split_arr(ah)),
     ]
     for want, got in pairs:
         for u, v in zip(want, got, strict=True):
             assert np.array_equal(u.view(np.int64), v.view(np.int64))
-    # exact zeros keep _chunk's signs: dd * (+-0) and (+-0) * w
+    # exact zeros keep the general kernel's signs: dd * (+-0) and (+-0) * w
     z = np.array([0.0, -0.0, 0.0, -0.0])
     qh = np.array([1.5, 1.5, 0.0, 0.0])
     ql = np.array([1e-17, -1e-17, 0.0, 0.0])
     for b in (np.array([2.0, 2.0, -2.0, -2.0]), z):
-        want, got = dm.dd_mul_fp(qh, ql, b), dm._dd_mul_fp_arr(qh, ql, b)
+        want, got = dm.dd_mul_fp(qh, ql, b), dm.dd_mul_fp_arr(qh, ql, b)
         assert np.array_equal(np.signbit(want[0]), np.signbit(got[0]))
 
 

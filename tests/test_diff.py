@@ -60,7 +60,7 @@ def pair() -> tuple[dict[str, Any], dict[str, Any]]:
 
 def test_every_kind_of_change_is_classified(pair):
     old, new = pair
-    d = diff.compare(old, new)
+    d = diff.diff_reports(old, new)
     worse = {(c.key[0], c.key[1], c.key[4], c.key[6]) for c in d.worse}
     assert worse == {("torch", "functional", "random-normal-0000", "value"),
                      ("torch", "functional", "random-normal-0000", "grad.input")}
@@ -77,9 +77,9 @@ def test_every_kind_of_change_is_classified(pair):
 def test_thresholds_are_the_documented_ones(pair):
     old, new = pair
     # a looser factor forgives the 0.4 → 3 ulp pass; a tighter floor flags the jitter
-    loose = diff.compare(old, new, factor=10.0)
+    loose = diff.diff_reports(old, new, factor=10.0)
     assert all(c.key[6] != "grad.input" for c in loose.worse)
-    tight = diff.compare(old, new, min_ulp=0.5)
+    tight = diff.diff_reports(old, new, min_ulp=0.5)
     assert any(c.key[6] == "grad.target" for c in tight.worse)
     # becoming non-finite is worse whatever the factor
     a, b = {"max_ulp": 1.0}, {"max_ulp": "inf"}
@@ -166,7 +166,7 @@ def test_every_readable_schema_version_gives_the_same_diff(tmp_path, pair):
     """Version 3 files (calls and trials, each datum once) read back as the flat records
     of versions 1 and 2: the same diff from each."""
     old, new = pair
-    flat = diff.compare(old, new)
+    flat = diff.diff_reports(old, new)
     v1 = {**copy.deepcopy(old), "schema_version": 1}
     for r in v1["results"]:
         r.pop("expected_by", None)
@@ -176,7 +176,7 @@ def test_every_readable_schema_version_gives_the_same_diff(tmp_path, pair):
         pb = tmp_path / f"b{i}.json"
         pb.write_text(layout.dumps(layout.pack(b)), encoding="utf-8")
         assert json.loads(pb.read_text())["schema_version"] == 3
-        d = diff.compare(diff.load(pa), diff.load(pb))
+        d = diff.diff_reports(diff.load(pa), diff.load(pb))
         for section in ("worse", "better", "changed", "new", "gone"):
             assert [c.key for c in getattr(d, section)] == \
                 [c.key for c in getattr(flat, section)], section

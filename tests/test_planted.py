@@ -20,10 +20,11 @@ import pytest
 
 from harness.backends.numpy_backend import NumpyBackend
 from harness.cases import Case, load_cases
+from harness.generate.seeding import DEFAULT_EXAMPLES, generate_cases
 from harness.generate.shrink import failures, save_found, shrink
-from harness.generate.strategies import DEFAULT_EXAMPLES, generate_cases
 from harness.report import load as read_report
-from harness.run.runner import ReferenceCache, execute, expand, records_for
+from harness.run.calls import execute, records_for
+from harness.run.trials import ReferenceCache, expand
 from harness.verdict.expectations import Expectations, load
 from tests.plugins.planted import PLANTED, NanToZero, PlantedControl
 

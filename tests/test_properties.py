@@ -25,8 +25,9 @@ from harness.cases import load_cases
 from harness.generate.shrink import FOUND, save_found, shrink
 from harness.generate.strategies import draw_case
 from harness.report.snippets import snippet
+from harness.run.calls import run_inprocess
 from harness.run.registry import Loaded, UsageError, discover, select
-from harness.run.runner import ReferenceCache, Trial, run_inprocess
+from harness.run.trials import ReferenceCache, Trial
 from harness.verdict import expectations as expect
 
 #: Record statuses that are not a discrepancy of the backend: `known` is covered by

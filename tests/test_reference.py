@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 
 from harness import reference as R
+from harness.reference import elementwise, exact, scaled
+from harness.reference.terms import GRAD_INPUT, GRAD_POS_WEIGHT, GRAD_TARGET, GRAD_WEIGHT, LOSS
 from tests import oracle as O
 
 MAXF = 1.7976931348623157e308
@@ -26,7 +28,9 @@ MAXF = 1.7976931348623157e308
 HALF = Fraction(1, 2) + Fraction(1, 10**40)
 QUANT = {"loss": "value", "input": "grad.input", "target": "grad.target",
          "weight": "grad.weight", "pos_weight": "grad.pos_weight"}
-CHUNK_KEY = {"loss": "wG", "input": "wK", "target": "wB", "weight": "G", "pos_weight": "wY"}
+#: the kernels' term behind each quantity (harness/reference/terms.py)
+CHUNK_KEY = {"loss": LOSS, "input": GRAD_INPUT, "target": GRAD_TARGET, "weight": GRAD_WEIGHT,
+             "pos_weight": GRAD_POS_WEIGHT}
 
 
 # ===========================================================================
@@ -174,7 +178,7 @@ def test_accuracy_error_bound_is_rigorous(accuracy_data):
         y = np.array([pts[i][1] for i in idx])
         w = np.array([pts[i][2] for i in idx]) if hw else None
         p = np.array([pts[i][3] for i in idx]) if hp else None
-        out = R._chunk(x, y, w, p, None, set(CHUNK_KEY.values()), False)
+        out = elementwise.chunk(x, y, w, p, None, set(CHUNK_KEY.values()), False).terms
         for k, key in CHUNK_KEY.items():
             if (k == "weight" and not hw) or (k == "pos_weight" and not hp):
                 continue
@@ -198,9 +202,9 @@ def test_accuracy_exact_slow_path_alone(monkeypatch):
     """With a useless error bound every element takes the fractions/decimal path."""
     pts = accuracy_points(seed=99)[::25]
     calls = []
-    real = R._slow_sum
-    monkeypatch.setattr(R, "_slow_sum", lambda *a: calls.append(1) or real(*a))
-    monkeypatch.setattr(R, "_EPS", 2.0**-8)
+    real = exact.slow_sum
+    monkeypatch.setattr(exact, "slow_sum", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(scaled, "EPS", 2.0**-8)
     ref = evaluate_points(pts)
     assert len(calls) > 0.8 * sum(len(r) for r in ref)
     for (x, y, w, p), r in zip(pts, ref, strict=True):
@@ -211,8 +215,8 @@ def test_accuracy_exact_slow_path_alone(monkeypatch):
 
 def test_slow_path_is_rare_on_ordinary_data(monkeypatch):
     calls = []
-    real = R._slow_sum
-    monkeypatch.setattr(R, "_slow_sum", lambda *a: calls.append(1) or real(*a))
+    real = exact.slow_sum
+    monkeypatch.setattr(exact, "slow_sum", lambda *a: calls.append(1) or real(*a))
     rng = np.random.default_rng(5)
     n = 100_000
     x, y = rng.standard_normal(n) * 5, rng.random(n)
@@ -222,7 +226,7 @@ def test_slow_path_is_rare_on_ordinary_data(monkeypatch):
 
 
 # ===========================================================================
-# the traps of the brief, each shown to catch the naive formula
+# the known traps, each shown to catch the naive formula
 # ===========================================================================
 
 
@@ -589,7 +593,7 @@ def _cond_fd(x, y, w, p, key):
     The inputs are x, w and p when present, and the target: in the loss, d/dx and d/dw
     as its two coefficients 1 - y and y perturbed separately (an exact hard label is
     not a perturbed input), in d/dy and d/dp as one input y -- the model the
-    reference's condition numbers use (see _cond_numerators).
+    reference's condition numbers use (see condition.numerators).
     """
     coef = key in ("loss", "weight", "input")
     args = {"x": Decimal(x), "c": 1 - Decimal(y), "d": Decimal(y),

@@ -1,11 +1,12 @@
 """Tests of the reference's fast paths: the fast kernel, the exact sums of level 2, the cache.
 
-The fast kernel (``_chunk_fast``) must give the same bits as the general one (``_chunk``)
-for everything ``evaluate`` returns -- values, condition numbers, spreads -- so each test
-here evaluates the same arguments twice, once with the fast domain switched off, and
-compares bit patterns. Level 2 of the exact path (exact rational parts in integer
-arithmetic, dd transcendental parts) must decide what it claims to decide without the
-``fractions``/``decimal`` evaluation, and hand everything else to it.
+The fast kernel (``fastkernel.chunk_fast``) must give the same bits as the general one
+(``elementwise.chunk``) for everything ``evaluate`` returns -- values, condition numbers,
+spreads -- so each test here evaluates the same arguments twice, once with the fast
+domain switched off, and compares bit patterns. Level 2 of the exact path (exact
+rational parts in integer arithmetic, dd transcendental parts) must decide what it
+claims to decide without the ``fractions``/``decimal`` evaluation, and hand everything
+else to it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import numpy as np
 import pytest
 
 from harness import reference as R
+from harness.reference import cache, exact, fastkernel, scaled
+from harness.reference.terms import GRAD_INPUT, GRAD_TARGET, LOSS
 from tests import oracle as O
 from tests.test_reference import (
     CHUNK_KEY,
@@ -30,18 +33,16 @@ NAMES = ("value", "grad.input", "grad.target", "grad.weight", "grad.pos_weight")
 
 
 def _clear_cache():
-    with R._cache_lock:
-        R._cache.clear()
-        R._cache_bytes[0] = 0
+    cache.CACHE.clear()
 
 
 def _evaluate_both(monkeypatch, args, red, what="evaluate"):
     """(fast kernel allowed, fast kernel off), cache cleared before each."""
     out = []
-    real = R._fast_mask
+    real = fastkernel.fast_mask
     for fast in (True, False):
         _clear_cache()
-        monkeypatch.setattr(R, "_fast_mask", real if fast else
+        monkeypatch.setattr(fastkernel, "fast_mask", real if fast else
                             (lambda x, y, w, p: np.zeros(np.shape(x), bool)))
         if what == "evaluate":
             res = R.evaluate(*args, reduction=red)
@@ -50,7 +51,7 @@ def _evaluate_both(monkeypatch, args, red, what="evaluate"):
             out.append({"value": (R.loss(*args, reduction=red),)})
         else:
             out.append({k: (v,) for k, v in R.grads(*args, reduction=red).items()})
-    monkeypatch.setattr(R, "_fast_mask", real)
+    monkeypatch.setattr(fastkernel, "fast_mask", real)
     _clear_cache()
     return out
 
@@ -113,7 +114,7 @@ def test_fast_kernel_bits_with_broadcast_weights_and_specials(monkeypatch):
 
 
 def test_hard_points_give_the_general_kernels_bits(monkeypatch):
-    """Near-zero gradients (badly conditioned: recomputed by _chunk) and the hard regions."""
+    """Near-zero gradients (badly conditioned: recomputed by the general kernel), hard regions."""
     pts = accuracy_points(seed=5)[::3] + [(x, y, 0.5, p) for x, y, p in
                                           _near_zero_gradient_points()]
     groups: dict[tuple[bool, bool], list] = {}
@@ -125,24 +126,25 @@ def test_hard_points_give_the_general_kernels_bits(monkeypatch):
         y = np.array([t[1] for t in g])
         w = np.array([t[2] for t in g]) if hw else None
         p = np.array([t[3] for t in g]) if hp else None
-        m = R._fast_mask(x, y, w, p)
+        m = fastkernel.fast_mask(x, y, w, p)
         if m.any():
-            _, redo = R._chunk_fast(x[m], y[m], None if w is None else w[m],
-                                    None if p is None else p[m], {"wG", "wK", "wB"}, True)
+            _, redo = fastkernel.chunk_fast(
+                x[m], y[m], None if w is None else w[m], None if p is None else p[m],
+                {LOSS, GRAD_INPUT, GRAD_TARGET}, True)
             redone += 0 if redo is None else int(redo.sum())
         for red in R.REDUCTIONS:
             a, b = _evaluate_both(monkeypatch, (x, y, w, p), red)
             _assert_same_bits(a, b, red)
-    assert redone > 0  # the cancelling brackets did go to _chunk
+    assert redone > 0  # the cancelling brackets did go to the general kernel
 
 
 def test_fast_kernel_error_bounds_are_rigorous():
     """|dd value - exact| <= the bound Ziv's test relies on, for fast-domain points."""
     rng = np.random.default_rng(11)
     pts = [t for t in accuracy_points(seed=3)[::4]
-           if R._fast_mask(np.array([t[0]]), np.array([t[1]]),
-                           None if t[2] is None else np.array([t[2]]),
-                           None if t[3] is None else np.array([t[3]]))[0]]
+           if fastkernel.fast_mask(np.array([t[0]]), np.array([t[1]]),
+                                   None if t[2] is None else np.array([t[2]]),
+                                   None if t[3] is None else np.array([t[3]]))[0]]
     pts += [(float(x), float(y), float(w), float(p)) for x, y, w, p in zip(
         rng.uniform(-64, 64, 150), rng.random(150), rng.random(150) + 0.1, rng.random(150) * 3,
         strict=True)]
@@ -156,7 +158,7 @@ def test_fast_kernel_error_bounds_are_rigorous():
         y = np.array([t[1] for t in g])
         w = np.array([t[2] for t in g]) if hw else None
         p = np.array([t[3] for t in g]) if hp else None
-        out, _ = R._chunk_fast(x, y, w, p, set(CHUNK_KEY.values()), False)
+        out = fastkernel.chunk_fast(x, y, w, p, set(CHUNK_KEY.values()), False)[0].terms
         for j, t in enumerate(g):
             exact = O.elementwise(*t)
             for k, key in CHUNK_KEY.items():
@@ -181,14 +183,14 @@ def _no_fractions(monkeypatch):
     def fail(*a, **k):
         raise AssertionError("level 3 (fractions/decimal) was not expected here")
 
-    monkeypatch.setattr(R, "_slow_round", fail)
+    monkeypatch.setattr(exact, "slow_round", fail)
 
 
 def test_level2_decides_cancelling_sums(monkeypatch):
     # +1e16, sp(1), -1e16 repeated: the dd bound cannot settle the sum, level 2 must
     calls = []
-    real = R._slow_sum
-    monkeypatch.setattr(R, "_slow_sum", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = exact.slow_sum
+    monkeypatch.setattr(exact, "slow_sum", lambda *a, **k: calls.append(1) or real(*a, **k))
     _no_fractions(monkeypatch)
     k = 3000
     x = np.tile([1e16, 1.0, 1e16], k)
@@ -222,10 +224,10 @@ def test_level2_breaks_hidden_ties(monkeypatch):
 
 def test_level3_takes_over_when_level2_cannot_decide(monkeypatch):
     calls = []
-    real = R._slow_round
-    monkeypatch.setattr(R, "_slow_round", lambda *a, **k: calls.append(1) or real(*a, **k))
-    monkeypatch.setattr(R, "_EPS_F_BITS", -40)  # a useless bound on the F parts
-    monkeypatch.setattr(R, "_EPS", 2.0**-8)  # and on the dd values
+    real = exact.slow_round
+    monkeypatch.setattr(exact, "slow_round", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(exact, "_EPS_F_BITS", -40)  # a useless bound on the F parts
+    monkeypatch.setattr(scaled, "EPS", 2.0**-8)  # and on the dd values
     rng = np.random.default_rng(4)
     x = rng.standard_normal(12) * 3
     y = rng.random(12)
@@ -254,8 +256,8 @@ def test_dyadic_rounding_matches_fraction_rounding():
     cases.append(((2**53 - 1, 971), 1, 0))  # 2**1024 - 2**971: rounds to +inf (a tie)
     cases.append(((-(2**53 - 1), 970), 1, 0))  # the largest finite value
     for (m, e), div, s in cases:
-        want = R._round_frac(R._dy_frac((m, e)) / div, s)
-        got = R._dy_round_ratio((m, e), div, s)
+        want = exact._round_frac(exact._dy_frac((m, e)) / div, s)
+        got = exact._dy_round_ratio((m, e), div, s)
         assert got == want and math.copysign(1, got) == math.copysign(1, want), (m, e, div, s)
 
 
@@ -272,7 +274,7 @@ def test_cache_is_transparent():
     _clear_cache()
     first = {red: R.evaluate(x, y, w, None, red) for red in R.REDUCTIONS}
     again = {red: R.evaluate(x, y, w, None, red) for red in R.REDUCTIONS}  # from the cache
-    assert len(R._cache) == 1
+    assert len(cache.CACHE) == 1
     for red in R.REDUCTIONS:
         for k in first[red]:
             for f in ("value", "cond", "spread", "terms"):
@@ -289,21 +291,21 @@ def test_cache_is_transparent():
 
 
 def test_cache_is_bounded(monkeypatch):
-    monkeypatch.setattr(R, "_CACHE_MAX_BYTES", 4 << 20)
+    monkeypatch.setattr(cache.CACHE, "max_bytes", 4 << 20)
     _clear_cache()
     rng = np.random.default_rng(8)
     for _ in range(12):
         x = rng.standard_normal(5000)
         R.evaluate(x, rng.random(5000), reduction="mean")
-    assert 0 < R._cache_bytes[0] <= 4 << 20
-    assert R._cache_bytes[0] == sum(a.nbytes for v in R._cache.values()
-                                    for a in R._iter_arrays(v))
-    R.evaluate(rng.standard_normal(R._CACHE_MAX_N + 1), rng.random(R._CACHE_MAX_N + 1))
-    assert R._cache_bytes[0] <= 4 << 20
-    monkeypatch.setattr(R, "_CACHE_MAX_ENTRIES", 5)
+    assert 0 < cache.CACHE.nbytes <= 4 << 20
+    assert cache.CACHE.nbytes == sum(a.nbytes for v in cache.CACHE.entries.values()
+                                     for a in cache.iter_arrays(v))
+    R.evaluate(rng.standard_normal(cache.MAX_N + 1), rng.random(cache.MAX_N + 1))
+    assert cache.CACHE.nbytes <= 4 << 20
+    monkeypatch.setattr(cache.CACHE, "max_entries", 5)
     for i in range(20):
         R.evaluate([float(i)], [0.5])
-    assert len(R._cache) == 5
+    assert len(cache.CACHE) == 5
     _clear_cache()
 
 
@@ -317,7 +319,7 @@ def test_fast_kernel_bits_at_the_edges_of_its_domain(monkeypatch):
     y = pick[rng.integers(0, pick.size, n)]
     w = np.array(edge + [-v for v in edge])[rng.integers(0, 8, n)]
     p = pick[rng.integers(0, pick.size, n)]
-    assert R._fast_mask(x, y, w, p).mean() > 0.8
+    assert fastkernel.fast_mask(x, y, w, p).mean() > 0.8
     for red in R.REDUCTIONS:
         a, b = _evaluate_both(monkeypatch, (x, y, w, p), red)
         _assert_same_bits(a, b, red)

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from harness.report import STATUSES, summarize, validate
-from harness.report.html import columns, data_json, page_data, render
+from harness.report.html import data_json, render
+from harness.report.page_data import columns, page_data
 
 XSS_CASE = "<script>alert(1)</script>"
 XSS_IMPL = '"><img src=x onerror=alert(2)>'
@@ -389,6 +390,63 @@ def test_story_uses_the_runs_numbers(report):
     assert "no sigmoid-then-BCE implementation" in render(bare)
 
 
+def test_findings_carry_what_the_page_shows(report, tmp_path):
+    """report.json holds the matrix, the story and the error behaviour (`findings`),
+    figures rounded as shown; the page renders them and works nothing out itself."""
+    from harness import report as rep
+    from harness.report.figures import compact
+
+    doc = rep.build(report["backends"], report["results"], report["run"], report["cases"])
+    found = doc["findings"]
+    assert list(doc)[-2:] == ["findings", "results"]  # the records stay last
+    validate(doc)
+    # the story's numbers, as the page shows them: numpy/naive's float32 sweep
+    pair = next(p for p in found["story"]["pairs"] if p["naive"] == "naive")
+    assert pair["logits"] == "formula"
+    sweep = next(s for s in pair["sweeps"]
+                 if s["case"] == "sweep-logit-target-0" and s["dtype"] == "float32")
+    prof = next(r["profile"] for r in report["results"] if r["implementation"] == "naive"
+                and r["dtype"] == "float32" and r["case"] == "sweep-logit-target-0"
+                and r["check"] == "value")
+    first_inf = min(x for x, u in zip(prof["x"], prof["ulp"], strict=True)
+                    if x > 0 and u == "inf")
+    assert sweep["inf_hi"] == compact(first_inf, 4)
+    assert sweep["logits_max_ulp"] is not None and sweep["outside"] > 0
+    assert sum(c["naive"]["outside"] for p in found["story"]["pairs"]
+               for c in p["per_dtype"].values()) == 269  # as the headline says
+    # the matrix and the error behaviour are there too
+    row = next(m for m in found["matrix"] if m["implementation"] == "sigmoid+bce")
+    assert row["naive"] and row["dtypes"]["float16"]["counts"] == {"pass": 113, "fail": 1,
+                                                                   "known": 20}
+    mismatch = next(c for c in found["errors"] if c["case"] == "shape-mismatch")
+    optax = next(i for i in mismatch["implementations"] if i["implementation"] == "optax")
+    assert optax["outcomes"] == [{"status": "fail", "kind": "silent-accept",
+                                  "outcome": "no error",
+                                  "message": optax["outcomes"][0]["message"]}]
+    # the same page with the findings computed on the fly, or read back from JSON
+    page = render(doc)
+    assert page == render({k: v for k, v in doc.items() if k != "findings"})
+    assert page == render(json.loads(json.dumps(doc)))
+    # what the page says comes from the document
+    doc["findings"]["story"]["headline"] = ["Told by the document."]
+    assert "Told by the document." in render(doc)
+
+
+def test_a_report_without_findings_loads_with_them(report, tmp_path):
+    """A report.json written before `findings` existed: load computes them."""
+    from harness import report as rep
+    from harness.report import findings
+
+    path = rep.write_json(report, tmp_path / "flat")
+    assert "findings" not in json.loads(path.read_text())
+    doc = rep.load(path)
+    assert list(doc)[-2:] == ["findings", "results"]
+    assert doc["findings"] == findings.compute(report)
+    packed = rep.load(rep.write_json(report, tmp_path / "packed", packed=True))
+    assert packed["findings"]["story"]["headline"] == doc["findings"]["story"]["headline"]
+    validate(packed, packed=True)
+
+
 def test_error_behaviour_and_edge_tables(report):
     page = render(report)
     err = re.search(r'<section id="errors">(.*?)</section>', page, re.S).group(1)
@@ -458,10 +516,10 @@ def test_100k_results_render_fast_and_small(capsys):
 
 
 def test_the_page_writes_a_message_only_as_the_judge_would():
-    """report.js composes a message the detail's numbers say (html._composed emulates how
-    JavaScript rounds); where it would differ (an exact tie, a compacted ulp that rounds
+    """report.js composes a message the detail's numbers say (page_data._composed emulates
+    how JavaScript rounds); where it would differ (an exact tie, a compacted ulp that rounds
     otherwise) the page carries the message itself."""
-    from harness.report.html import _js_g3
+    from harness.report.page_data import _js_g3
 
     for x in (0.5, 208.0, 1e-05, 999.5, 99.95, 0.0001234, 1234567.0, -2.5, 0.0, math.inf):
         assert _js_g3(x) == f"{x:.3g}"

@@ -95,3 +95,25 @@ def test_report_json_is_flat_by_default_and_packed_on_request(tmp_path):
     back = report.load(tmp_path / "packed" / "report.json")["results"]
     assert [(r["case"], r["check"], r["status"]) for r in back] == \
         [(r["case"], r["check"], r["status"]) for r in flat["results"]]
+
+
+@pytest.mark.parametrize("spoil", ["unknown field", "bad status", "sweep without x"])
+def test_the_findings_are_checked_too(spoil):
+    """`findings` (what the page shows, harness/report/findings.py) is described field by
+    field: flat and packed, a spoilt entry is caught."""
+    from tests.test_report_html import synthetic_report
+
+    doc = synthetic_report(n_random=0, xss=False)
+    doc = report.build(doc["backends"], doc["results"], doc["run"], doc["cases"])
+    report.validate(doc)
+    found = doc["findings"]
+    if spoil == "unknown field":
+        found["story"]["pairs"][0]["sweeps"][0]["surprise"] = 1
+    elif spoil == "bad status":
+        found["matrix"][0]["dtypes"]["float32"]["counts"]["bogus"] = 1
+    else:
+        del found["story"]["pairs"][0]["sweeps"][0]["first_out"]["x"]
+    with pytest.raises(jsonschema.ValidationError):
+        report.validate(doc)
+    with pytest.raises(jsonschema.ValidationError):
+        report.validate(doc, packed=True)

@@ -21,11 +21,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 import pytest
+import yaml
 
-from harness.backends._common import TOO_LARGE, literal
-from harness.dtypes import dtype_name
+from harness.backends._common import TOO_LARGE
+from harness.cases.syntax import YamlLoader
+from harness.cases.values import special_value
+from harness.dtypes import dtype_name, numpy_dtype
+from harness.literals import python_float, python_literal, yaml_float
 from harness.protocol import Call, Result, Unsupported
 
 # name → (module, class, framework module to importorskip or None)
@@ -223,14 +228,47 @@ def test_repro_prefers_the_backend_snippet() -> None:
 
 def test_literals_are_exact_and_readable() -> None:
     special = np.array([np.nan, np.inf, -np.inf, -0.0, 0.1, 1e-300])
-    assert literal(special, "float64") == \
+    assert python_literal(special, "float64") == \
         "[float('nan'), float('inf'), -float('inf'), -0.0, 0.1, 1e-300]"
-    assert literal(np.array(2.5), "float32") == "2.5"
-    assert literal(np.array([1.0, 0.0]), "bool") == "[True, False]"
-    assert literal(np.array([[3.0], [-1.0]]), "int64") == "[[3], [-1]]"
-    assert literal(np.zeros((0, 3)), "float32") == "np.zeros((0, 3))"
-    assert literal(np.full((5, 20), -0.0), "float16") == "np.full((5, 20), -0.0)"
+    assert python_literal(np.array(2.5), "float32") == "2.5"
+    assert python_literal(np.array([1.0, 0.0]), "bool") == "[True, False]"
+    assert python_literal(np.array([[3.0], [-1.0]]), "int64") == "[[3], [-1]]"
+    assert python_literal(np.zeros((0, 3)), "float32") == "np.zeros((0, 3))"
+    assert python_literal(np.full((5, 20), -0.0), "float16") == "np.full((5, 20), -0.0)"
     mixed_zero = np.zeros(65)
     mixed_zero[3] = -0.0
-    assert literal(mixed_zero, "float32") is None
-    assert literal(np.arange(65.0), "float32") is None
+    assert python_literal(mixed_zero, "float32") is None
+    assert python_literal(np.arange(65.0), "float32") is None
+
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+def test_python_and_yaml_spellings_read_back_bit_for_bit(dtype: str) -> None:
+    """Snippets and saved case files share one float spelling; both must give back the
+    bits written, in every dtype: ±0, subnormals, the extremes and ±inf too (NaN
+    comes back as NaN; its payload is not part of any dtype's contract)."""
+    np_dtype = numpy_dtype(dtype)
+    info = ml_dtypes.finfo(np_dtype)
+    width = np_dtype.itemsize * 8
+    raw = np.random.default_rng(0).integers(0, 2**width - 1, 2000, dtype=np.uint64,
+                                            endpoint=True)
+    with np.errstate(invalid="ignore"):  # NaN bit patterns
+        drawn = raw.astype(f"uint{width}").view(np_dtype).astype(np.float64)
+    values = [*drawn,
+              0.0, -0.0, float(info.max), -float(info.max), float(info.smallest_subnormal),
+              -float(info.smallest_subnormal), float(info.tiny), math.inf, -math.inf, math.nan]
+    written = np.array(values, dtype=np.float64)
+    as_python = np.array([eval(python_float(v), {"__builtins__": {"float": float}})
+                          for v in written])
+    loaded = yaml.load("[" + ", ".join(yaml_float(v) for v in written) + "]",
+                       Loader=YamlLoader)
+    as_yaml = np.array([special_value(v) if isinstance(v, str) else v for v in loaded])
+    nan = np.isnan(written)
+    for back in (as_python, as_yaml):
+        assert np.array_equal(np.isnan(back), nan)
+        assert back[~nan].tobytes() == written[~nan].tobytes()
+        with np.errstate(invalid="ignore"):
+            assert back.astype(np_dtype)[~nan].tobytes() == \
+                written.astype(np_dtype)[~nan].tobytes()
+    assert python_literal(written[:5], dtype) == \
+        "[" + ", ".join(python_float(v) for v in written[:5]) + "]"

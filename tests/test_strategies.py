@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -15,21 +16,26 @@ from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 from harness import reference
-from harness.cases import Case, load_cases
+from harness.cases import Case, case_yaml, load_cases
 from harness.dtypes import FORMATS, round_to
-from harness.generate.strategies import (
+from harness.generate.seeding import (
     DEFAULT_EXAMPLES,
     PROFILES,
-    broadcasts_into,
-    case_yaml,
-    cases,
-    draw_case,
     generate_cases,
     parse_source,
+    run_example,
+)
+from harness.generate.strategies import (
+    ELEMENTWISE_LIMIT,
+    broadcasts_into,
+    cases,
+    draw_case,
+    finite_floats,
+    integers,
     regime_points,
     step_ulps,
-    yaml_float,
 )
+from harness.literals import yaml_float
 from harness.protocol import DTYPES, GRAD_NAMES, REDUCTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,25 +70,65 @@ def test_same_seed_same_cases_and_a_prefix_is_a_prefix():
 
 
 def test_same_cases_in_a_process_with_other_local_modules(tmp_path):
-    """Hypothesis mixes constants of the local modules it sees into its draws; a
+    """Hypothesis mixes constants of the local modules it sees into some draws; a
     report's worker imports other modules than its parent, and the replay that
-    shrinks a failure must meet the same case there. Here a module full of
-    constants Hypothesis could pick is imported first."""
+    shrinks a failure must meet the same case there. Here one process first imports
+    a module full of constants Hypothesis could pick, and a backend, under another
+    hash seed; the other imports neither."""
     (tmp_path / "manyconstants.py").write_text(
         "A = [" + ", ".join(str(i / 7) for i in range(-60, 61)) + "]\n"
-        "B = [" + ", ".join(str(i) for i in range(300)) + "]\n")
+        "B = [" + ", ".join(str(i) for i in range(300)) + "]\n"
+        "C = [" + ", ".join(str(2**k + 1) for k in range(7, 60)) + "]\n")
     script = ("import sys, hashlib\n"
-              "if sys.argv[1] == 'x':\n    import manyconstants\n"
+              "if sys.argv[1] == 'x':\n"
+              "    import manyconstants, harness.backends.numpy_backend, harness.reference\n"
               "from tests.test_strategies import fingerprint\n"
-              "from harness.generate.strategies import generate_cases\n"
+              "from harness.generate.seeding import generate_cases\n"
               "print(fingerprint(generate_cases(25, 7)))\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
-    runs = [subprocess.run([sys.executable, "-c", script, arg], cwd=tmp_path, env=env,
-                           capture_output=True, text=True, timeout=120) for arg in ("x", "-")]
+    runs = [subprocess.run([sys.executable, "-c", script, arg], cwd=tmp_path,
+                           env={**env, "PYTHONHASHSEED": hash_seed}, capture_output=True,
+                           text=True, timeout=120)
+            for arg, hash_seed in (("x", "1"), ("-", "2"))]
     for r in runs:
         assert r.returncode == 0, r.stderr
     assert runs[0].stdout == runs[1].stdout
     assert runs[0].stdout.strip() == fingerprint(generate_cases(25, 7))
+
+
+def test_generation_uses_only_public_hypothesis_api():
+    """Generation must survive a Hypothesis release: no internals, nothing patched."""
+    for path in sorted((ROOT / "harness").rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        for word in ("hypothesis.internal", "_get_local_constants", "CONSTANTS_CACHE"):
+            assert word not in text, f"{path.relative_to(ROOT)} uses {word}"
+
+
+def test_a_generated_failure_is_met_again_and_shrunk():
+    """Replaying example i of a seed with a test that fails on it meets the very case
+    `generate_cases` made, and Hypothesis shrinks it (harness/generate/shrink.py; an
+    array drawn element by element, as here, shrinks to its one NaN, a larger one is
+    finished by shrink.py's case-level steps)."""
+    found = generate_cases(DEFAULT_EXAMPLES, 0)
+    index, failing = next((i, c) for i, c in enumerate(found)
+                          if 1 < c.input.size <= ELEMENTWISE_LIMIT and np.isnan(c.input).any())
+
+    def fails(case: Case) -> bool:
+        return (case.dtypes, case.reductions) == (failing.dtypes, failing.reductions) and \
+            bool(np.isnan(case.input).any())
+
+    seen: list[Case] = []
+
+    def test(data):
+        case = draw_case(data, name=failing.name, source=failing.source)
+        if fails(case):
+            seen.append(case)
+            raise AssertionError("NaN logit")
+
+    with pytest.raises(AssertionError, match="NaN logit"):
+        run_example(0, index, test, shrink=True)
+    assert fingerprint(seen[:1]) == fingerprint([failing])
+    assert seen[-1].input.size == 1 and fails(seen[-1])
 
 
 def test_generated_cases_are_named_tagged_and_runnable():
@@ -103,8 +149,10 @@ def test_generated_cases_are_named_tagged_and_runnable():
         assert wanted in tags, f"no default example is tagged {wanted!r}"
     assert sum(c.input.size > 1000 for c in found) >= 2
     assert 0 < sum(bool(c.raises) for c in found) < len(found) // 5
-    assert {c.dtypes[0] for c in found} == set(DTYPES)
-    assert {c.reductions[0] for c in found} == set(REDUCTIONS)
+    # spread, not only presence: a change in how Hypothesis explores would show here
+    assert min(Counter(c.dtypes[0] for c in found)[d] for d in DTYPES) >= DEFAULT_EXAMPLES // 8
+    assert min(Counter(c.reductions[0] for c in found)[r] for r in REDUCTIONS) >= \
+        DEFAULT_EXAMPLES // 5
 
 
 # ---------------------------------------------------------------------- strategies ----
@@ -133,6 +181,21 @@ def test_refused_shapes_are_exactly_the_cases_that_expect_value_error(case):
         assert case.target.shape == shape
         np.broadcast_shapes(shape, *(getattr(case, n).shape for n in ("weight", "pos_weight")
                                      if getattr(case, n) is not None))
+
+
+@given(st.data())
+def test_floats_and_integers_stay_in_range_and_exact(data):
+    dtype = data.draw(st.sampled_from(DTYPES))
+    bound = data.draw(st.sampled_from((None, 0.0, 1.0, 8.0, 100.0, 1e30)))
+    lo, hi = (None, None) if bound is None else (-bound / 2, bound)
+    v = data.draw(finite_floats(dtype, lo, hi))
+    assert math.isfinite(v) and same_bits(round_to(np.array(v), dtype), np.array(v))
+    if bound is not None:
+        assert lo <= v <= hi
+        assert not (lo == 0 and math.copysign(1.0, v) < 0)
+    a = data.draw(st.sampled_from((0, 1, -99, 1001, -(2**40))))
+    b = a + data.draw(st.sampled_from((0, 5, 98, 3095, 2**52)))
+    assert a <= data.draw(integers(a, b)) <= b
 
 
 def test_regime_points_are_where_the_regimes_change():

@@ -14,6 +14,7 @@ import importlib.util
 import numpy as np
 
 from harness.dtypes import numpy_dtype
+from harness.literals import python_literal
 from harness.protocol import GRAD_NAMES, Call, Unsupported
 
 ARG_NAMES: tuple[str, ...] = GRAD_NAMES  # input, target, weight, pos_weight, in call order
@@ -69,6 +70,15 @@ def cuda_index(device: str, present: list[str], backend: str) -> int | None:
     return int(device.split(":", 1)[1])
 
 
+def prepare(call: Call, known: tuple[str, ...], backend: str, present: list[str]) -> int | None:
+    """The checks every adapter makes before touching its framework, in one order:
+    the implementation exists, the gradients asked for are of arguments given, the
+    device is present. Returns the CUDA index (None for the CPU), as `cuda_index`."""
+    check_implementation(call, known, backend)
+    check_grads(call)
+    return cuda_index(call.device, present, backend)
+
+
 def import_problem(module: str, extra: str) -> str | None:
     """None when `module` imports, else the one line `availability()` reports.
 
@@ -102,48 +112,8 @@ def adapter_reduction(reduction: str, function: str) -> None:
 
 # --- reproduction snippets (the optional `snippet(call)` hook of harness.report.snippets) ---
 
-LITERAL_LIMIT = 64  # elements an argument may have and still be written out literally
 TOO_LARGE = ("arguments too large to inline: reproduce with "
              "python -m harness report --cases <file>")
-_INTEGER = ("uint8", "int8", "int16", "int32", "int64")
-
-
-def _element(value: float, dtype: str) -> str:
-    """One value as Python source, as it is written in `dtype` (exact: values are representable)."""
-    if dtype == "bool":
-        return repr(bool(value))
-    if dtype in _INTEGER:
-        return repr(int(value))
-    if np.isnan(value):
-        return "float('nan')"
-    if np.isinf(value):
-        return "float('inf')" if value > 0 else "-float('inf')"
-    return repr(float(value))  # keeps -0.0 and round-trips every float64
-
-
-def literal(values: np.ndarray, dtype: str) -> str | None:
-    """Python source for `values`, to be converted to `dtype` by the framework's constructor.
-
-    A nested list (a bare scalar for 0-d) up to LITERAL_LIMIT elements; beyond
-    that only what a short numpy expression builds exactly (an empty or constant
-    array), else None: the caller then writes the TOO_LARGE placeholder.
-    """
-    a = np.asarray(values, dtype=np.float64)
-    if a.size == 0:
-        return f"np.zeros({a.shape!r})"
-    if a.size <= LITERAL_LIMIT:
-
-        def nested(x: np.ndarray) -> str:
-            if x.ndim == 0:
-                return _element(float(x), dtype)
-            return "[" + ", ".join(nested(s) for s in x) + "]"
-
-        return nested(a)
-    first = a.reshape(-1)[0]
-    if np.array_equal(a, np.full(a.shape, first), equal_nan=True) and \
-            np.all(np.signbit(a) == np.signbit(first)):
-        return f"np.full({a.shape!r}, {_element(float(first), dtype)})"
-    return None
 
 
 def literals(call: Call) -> dict[str, tuple[str, str]] | None:
@@ -153,7 +123,7 @@ def literals(call: Call) -> dict[str, tuple[str, str]] | None:
         value = getattr(call, name)
         if value is None:
             continue
-        source = literal(value, call.dtype_of(name))
+        source = python_literal(value, call.dtype_of(name))
         if source is None:
             return None
         out[name] = (source, call.dtype_of(name))

@@ -7,7 +7,7 @@ arguments, float32/float16/bfloat16 computed in float64 and rounded once (the us
 advice: compute the loss in higher precision). It is the harness's own
 control: it must pass everything not listed as known.
 
-`naive` is the seed documents' other road: sigmoid first, then the BCE formula on
+`naive` is the other road (README.md, "Findings"): sigmoid first, then the BCE formula on
 the probability, with gradients by the chain rule through the probability (what an
 autodiff system would do). The report shows where that breaks: saturation at
 |x| ≳ 17 in float64 (far sooner in float16), log(0) = -inf, and 0·inf = NaN.

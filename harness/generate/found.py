@@ -1,7 +1,7 @@
 """After a report: shrink failing generated cases to minimal YAML reproductions.
 
 Shrinking calls the backend many times, so it runs where the backend's calls ran:
-in a worker process of the report's pool (`harness.run.runner.Pool`: the same
+in a worker process of the report's pool (`harness.run.pool.Pool`: the same
 processes as the run, and the same limit on how many run at once), so a crash or
 a hang while shrinking costs only that reproduction, which is skipped with the
 reason, never the report. Each shrink has a time budget, and each backend call in
@@ -125,7 +125,7 @@ def shrink_failures(results: list[dict[str, Any]], cases: list[Case], specs: dic
     skipped with the reason.
     """
     from harness.generate.shrink import disagreement
-    from harness.run.runner import Pool, _exit_reason
+    from harness.run.pool import Pool, exit_reason
 
     by_name = {c.name: c for c in cases}
     attempts: list[dict[str, Any]] = []
@@ -183,7 +183,7 @@ def shrink_failures(results: list[dict[str, Any]], cases: list[Case], specs: dic
                         msg = p.conn.recv()
                     except (EOFError, OSError):
                         p.process.join(timeout=5)
-                        skip(p, a, "while shrinking, " + _exit_reason(p.process.exitcode))
+                        skip(p, a, "while shrinking, " + exit_reason(p.process.exitcode))
                         continue
                     kind = msg[0]
                     if kind == "info":

@@ -12,7 +12,7 @@ do not count) and `save_found` writes it as a case file that reproduces it with
 
 How the search starts from the failing case: generated example i of seed s is the
 first random input of a Hypothesis run seeded by (s, i) (see
-`harness.generate.strategies.run_example`), so running that same seeded search with a test
+`harness.generate.seeding.run_example`), so running that same seeded search with a test
 that raises on the failure makes Hypothesis meet the failing case again and then
 shrink it with its own shrinker. A case that did not come from `generate_cases`
 (or a Hypothesis version that draws differently) falls back to a plain search for
@@ -35,16 +35,11 @@ from typing import Any
 
 import numpy as np
 
-from harness.cases import SHIPPED_CASES, Case
-from harness.generate.strategies import (
-    broadcasts_into,
-    case_tags,
-    case_yaml,
-    draw_case,
-    parse_source,
-    run_example,
-)
-from harness.run.runner import ReferenceCache, Trial, run_inprocess
+from harness.cases import SHIPPED_CASES, Case, case_yaml
+from harness.generate.seeding import parse_source, run_example
+from harness.generate.strategies import broadcasts_into, case_tags, draw_case
+from harness.run.calls import run_inprocess
+from harness.run.trials import ReferenceCache, Trial
 from harness.verdict import expectations as expect
 
 #: Where found cases go by default: beside the shipped cases, so the default run

@@ -3,7 +3,8 @@
 Every strategy the project uses lives here; tests and the runner only compose them
 (as array-api-tests does with its hypothesis_helpers). Composite draws are labelled
 (`data.draw(..., label="input")`), so a falsifying example reads like a story:
-dtype, reduction, shape, input, target, weight, pos_weight, grads.
+shape, dtype, reduction, input, target, weight, pos_weight, grads. Turning the
+strategies into a fixed, seeded list of cases is harness/generate/seeding.py.
 
 What is drawn, and why:
 
@@ -20,35 +21,36 @@ What is drawn, and why:
   dimensions, 0-d) and, rarely, shapes that must be refused (they would enlarge
   the result, or have the wrong length): those cases expect `ValueError`.
 
-`generate_cases(n, seed)` turns the strategy into `n` deterministic `Case` objects
-for `python -m harness report --examples N --seed S`; `case_yaml` writes a case
-back as a case file with every float exact.
+Every choice is a boolean or an integer between -99 and 99, so that what a seeded
+run draws depends on its seed alone; numbers wider than that, floats included,
+come from harness/generate/numbers.py, which explains why.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
+from functools import cache
 from typing import Any, Protocol
 
-import ml_dtypes
 import numpy as np
-from hypothesis import HealthCheck, Phase, Verbosity, given, settings
-from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 from harness.cases import Case
 from harness.dtypes import FORMATS, round_to
 from harness.generate.coverage import classify
+from harness.generate.numbers import (
+    SMALL,
+    bits,
+    finite_floats,
+    integers,
+    near_overflow,
+    specials,
+    step_ulps,
+    subnormals,
+    to_dtype,
+)
 from harness.protocol import DTYPES, GRAD_NAMES, REDUCTIONS
-
-#: Generated cases `report` adds when --examples is not given (see docs/generation.md:
-#: about 80 trials per backend implementation keeps the default report of every
-#: backend within two minutes on two cores, and reaches every coverage cell).
-DEFAULT_EXAMPLES = 80
 
 #: Arrays up to this many elements are drawn element by element (each value shrinks
 #: on its own); larger ones from a seeded background plus a drawn palette of
@@ -56,36 +58,6 @@ DEFAULT_EXAMPLES = 80
 ELEMENTWISE_LIMIT = 64
 
 LARGE = 1000  # elements past which a case counts as large
-
-_WIDTH = {"float16": 16, "float32": 32, "float64": 64}
-_UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
-_NP = {"float16": np.dtype(np.float16), "bfloat16": np.dtype(ml_dtypes.bfloat16),
-       "float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
-
-
-# ------------------------------------------------------------------ profiles ----
-
-#: Hypothesis profiles for the project's own property tests (tests/conftest.py picks
-#: one: --hypothesis-profile, else $BCE_HYPOTHESIS_PROFILE, else `ci` when $CI is
-#: set, else `dev`). Frameworks are slow to warm up, so no deadline anywhere.
-PROFILES: dict[str, dict[str, Any]] = {
-    "dev": {"max_examples": 10, "deadline": None,
-            "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]},
-    "ci": {"max_examples": 25, "deadline": None, "derandomize": True, "database": None,
-           "print_blob": True,
-           "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]},
-    "thorough": {"max_examples": 500, "deadline": None,
-                 "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]},
-}
-
-
-def register_profiles() -> None:
-    """Register `PROFILES` with Hypothesis (idempotent)."""
-    for name, values in PROFILES.items():
-        settings.register_profile(name, **values)
-
-
-register_profiles()
 
 
 # ------------------------------------------------------------ dtype facts ----
@@ -115,72 +87,9 @@ def regime_points(dtype: str) -> tuple[float, ...]:
     return tuple(sorted({float(v) for v in rounded if 0 < v <= fmt.max}))
 
 
-def _to_dtype(value: float, dtype: str) -> float:
-    """`value` rounded to `dtype`; finite values that would overflow saturate at the max."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        out = float(round_to(np.array(value, dtype=np.float64), dtype))
-    if math.isinf(out) and math.isfinite(value):
-        return math.copysign(FORMATS[dtype].max, value)
-    return out
-
-
-def step_ulps(value: float, k: int, dtype: str) -> float:
-    """The value `k` representable numbers away from finite `value` in `dtype`, clamped
-    to the finite range; steps cross zero and binade boundaries correctly."""
-    dt = _NP[dtype]
-    uint = _UINT[dt.itemsize]
-    top = int(np.array(FORMATS[dtype].max, dtype=dt).view(uint))
-
-    def key(v: float) -> int:  # monotone integer ordering of the finite values
-        b = int(np.array(v, dtype=dt).view(uint))
-        sign = 1 << (8 * dt.itemsize - 1)
-        return -(b & ~sign) if b & sign else b
-
-    n = max(-top, min(top, key(value) + k))
-    bits = n if n >= 0 else (-n) | (1 << (8 * dt.itemsize - 1))
-    return float(np.array(bits, dtype=uint).view(dt).astype(np.float64))
-
-
 # ------------------------------------------------------------- elements ----
 
-def finite_floats(dtype: str, min_value: float | None = None,
-                  max_value: float | None = None) -> st.SearchStrategy[float]:
-    """Finite values of `dtype` in [min_value, max_value], by Hypothesis's own float
-    generation (biased toward boundary and simple values; shrinks toward 0)."""
-    if dtype == "bfloat16":
-        return st.floats(min_value, max_value, width=32, allow_nan=False,
-                         allow_infinity=False).map(lambda v: _to_dtype(v, "bfloat16"))
-    return st.floats(min_value, max_value, width=_WIDTH[dtype], allow_nan=False,
-                     allow_infinity=False)  # type: ignore[arg-type]
-
-
-def specials() -> st.SearchStrategy[float]:
-    """±0, ±inf and NaN: the values every format has and most ports mishandle."""
-    return st.sampled_from((0.0, -0.0, math.inf, -math.inf, math.nan))
-
-
-def subnormals(dtype: str) -> st.SearchStrategy[float]:
-    """Subnormal values of `dtype`, both signs (flush-to-zero kernels differ here)."""
-    fmt = FORMATS[dtype]
-    k_max = 2 ** (fmt.precision - 1) - 1
-    lowest = fmt.emin - fmt.precision + 1
-    return st.tuples(st.booleans(), st.integers(1, k_max)).map(
-        lambda t: math.copysign(math.ldexp(t[1], lowest), -1.0 if t[0] else 1.0))
-
-
-def near_overflow(dtype: str) -> st.SearchStrategy[float]:
-    """Finite values within a factor 16 of the largest of `dtype`, both signs."""
-    fmt = FORMATS[dtype]
-    mant = 2 ** (fmt.precision - 1)
-
-    def build(t: tuple[bool, int, int]) -> float:
-        negative, below, m = t
-        v = math.ldexp(mant + m, fmt.emax - below - (fmt.precision - 1))
-        return -v if negative else v
-
-    return st.tuples(st.booleans(), st.integers(0, 3), st.integers(0, mant - 1)).map(build)
-
-
+@cache
 def near_regimes(dtype: str) -> st.SearchStrategy[float]:
     """Logits at, a few ulps from, or within 5 % of a `regime_points` value, either sign."""
     points = regime_points(dtype)
@@ -190,16 +99,17 @@ def near_regimes(dtype: str) -> st.SearchStrategy[float]:
         if how == "ulps":
             v = step_ulps(point, k, dtype)
         elif how == "relative":
-            v = _to_dtype(point * (1.0 + rel), dtype)
+            v = to_dtype(point * (1.0 + rel), dtype)
         else:
             v = point
         return -v if negative else v
 
     return st.tuples(st.booleans(), st.sampled_from(points),
                      st.sampled_from(("exact", "ulps", "relative")), st.integers(-3, 3),
-                     st.floats(-0.05, 0.05)).map(build)
+                     st.integers(-50, 50).map(lambda k: k / 1000)).map(build)
 
 
+@cache
 def logits(dtype: str, wild: bool) -> st.SearchStrategy[float]:
     """Input values. Tame: moderate values and the regime points; wild adds the whole
     finite range, subnormals, near-overflow values and the specials."""
@@ -215,6 +125,7 @@ def logits(dtype: str, wild: bool) -> st.SearchStrategy[float]:
 TARGET_PROFILES: tuple[str, ...] = ("binary", "binary", "soft", "soft", "outside", "wild")
 
 
+@cache
 def targets(dtype: str, profile: str) -> st.SearchStrategy[float]:
     """Target values for a profile: binary {0, 1}; soft adds (0, 1); outside adds
     values below 0 and above 1 (the formula extends linearly, frameworks differ);
@@ -231,6 +142,7 @@ def targets(dtype: str, profile: str) -> st.SearchStrategy[float]:
     return st.one_of(binary, soft, outside, specials(), subnormals(dtype), near_overflow(dtype))
 
 
+@cache
 def weights(dtype: str, wild: bool) -> st.SearchStrategy[float]:
     """weight / pos_weight values: positive and 1 when tame; wild adds 0, negative,
     subnormal, near-overflow and special values."""
@@ -241,6 +153,7 @@ def weights(dtype: str, wild: bool) -> st.SearchStrategy[float]:
                      near_overflow(dtype), specials(), finite_floats(dtype))
 
 
+@cache
 def elements(dtype: str, role: str, profile: str) -> st.SearchStrategy[float]:
     """One value for argument `role` ('input', 'target', 'weight') under `profile`."""
     if role == "input":
@@ -284,11 +197,11 @@ def shapes(draw: st.DrawFn, empty: bool = True) -> tuple[int, ...]:
         return tuple(dims)
     sub = draw(st.sampled_from(("vector", "square", "matrix")))
     if sub == "vector":
-        return (draw(st.integers(LARGE + 1, 4096)),)
+        return (draw(integers(LARGE + 1, 4096)),)
     if sub == "square":
         k = draw(st.integers(32, 64))
         return (k, k)
-    return (draw(st.integers(2, 8)), draw(st.integers(128, 512)))
+    return (draw(st.integers(2, 8)), draw(integers(128, 512)))
 
 
 def broadcasts_into(shape: tuple[int, ...], into: tuple[int, ...]) -> bool:
@@ -357,8 +270,9 @@ def arrays(draw: st.DrawFn, dtype: str, shape: tuple[int, ...], role: str,
 
     Small arrays are drawn element by element. Larger ones are a seeded background
     (normal logits of a drawn scale, targets of the profile, uniform weights) with a
-    drawn palette of values sprinkled over a drawn fraction of the elements, so a
-    large case keeps its special values and stays cheap to draw and to shrink.
+    drawn palette of values (with `wild`, often a special or extreme one among them)
+    sprinkled over a drawn fraction of the elements, so a large case keeps its
+    special values and stays cheap to draw and to shrink.
     """
     allowed = _PROFILES[role] if wild else tuple(p for p in _PROFILES[role] if p != "wild")
     if profiles is not None:
@@ -369,9 +283,17 @@ def arrays(draw: st.DrawFn, dtype: str, shape: tuple[int, ...], role: str,
     if size <= ELEMENTWISE_LIMIT:
         flat = draw(st.lists(values, min_size=size, max_size=size))
         return _tame(np.array(flat, dtype=np.float64).reshape(shape), dtype, role, wild)
-    rng_seed = draw(st.integers(0, 2**32 - 1))
+    rng_seed = draw(bits(32))
     scale = draw(st.sampled_from(_SCALES[role]))
     palette = draw(st.lists(values, max_size=4))
+    # Blocked and vectorised reductions take another path past a thousand elements,
+    # and what they get wrong there is one NaN or infinity in one block, or a partial
+    # sum that overflows or flushes to zero; so, whatever its profile, half the large
+    # arrays carry a special value and half an extreme finite one (independently).
+    if wild and draw(st.booleans()):
+        palette.append(draw(specials()))
+    if wild and draw(st.booleans()):
+        palette.append(draw(st.one_of(near_overflow(dtype), subnormals(dtype))))
     rate = draw(st.sampled_from((0.0, 0.01, 0.1, 0.5)))
     rng = np.random.default_rng(rng_seed)
     out = _background(rng, role, profile, scale, size)
@@ -440,9 +362,13 @@ def draw_case(data: _Draws, *, name: str = "hypothesis/case", source: str = "hyp
     does the same for weight and pos_weight.
     The defaults are what `generate_cases` draws.
     """
+    # The shape first: of the first choice, a seeded run's first random input takes
+    # anything but the simplest value (harness/generate/seeding.py), and the shape
+    # kinds list "vector" three times, so that costs vectors a third of their share,
+    # where drawing the dtype first would cost float16 all of its.
+    shape = data.draw(shapes(empty), label="shape")
     dtype = data.draw(st.sampled_from(tuple(dtypes)), label="dtype")
     reduction = data.draw(st.sampled_from(tuple(reductions)), label="reduction")
-    shape = data.draw(shapes(empty), label="shape")
     x = data.draw(arrays(dtype, shape, "input", wild), label="input")
     if logit_range is not None:
         x = _clamp_magnitude(x, logit_range, dtype)
@@ -533,225 +459,8 @@ def case_tags(arrays_: dict[str, np.ndarray | None], dtype: str,
     return tuple(dict.fromkeys(tags))
 
 
-# -------------------------------------------------------------- generation ----
-
-@contextlib.contextmanager
-def pinned_generation() -> Iterator[None]:
-    """Make Hypothesis's choices depend only on the seed while inside.
-
-    Hypothesis (6.13x+) mixes constants found in the *local* modules loaded into
-    sys.modules into its draws. The report's main process and a backend's worker
-    load different modules, and every edit to harness/ changes the constants, so
-    without this the same seed would give different cases from one process to the
-    next (and a failing example could not be replayed to shrink it). This swaps in
-    an empty local pool and clears the cache of permitted constants, on the way in
-    and out. If a Hypothesis release moves these internals, it does nothing;
-    tests/test_strategies.py then catches any lost determinism.
-    """
-    try:
-        from hypothesis.internal.conjecture import providers
-        from hypothesis.internal.constants_ast import Constants
-    except ImportError:  # pragma: no cover - a Hypothesis without local constants
-        yield
-        return
-    original = getattr(providers, "_get_local_constants", None)
-    cache = getattr(providers, "CONSTANTS_CACHE", None)
-    if original is None or cache is None:  # pragma: no cover
-        yield
-        return
-    empty = Constants()
-    providers._get_local_constants = lambda: empty
-    cache.cache.clear()
-    try:
-        yield
-    finally:
-        providers._get_local_constants = original
-        cache.cache.clear()
-
-
-def search_settings(max_examples: int, shrink: bool = False) -> settings:
-    """Settings for a seeded search, independent of the loaded profile: no database,
-    no explicit or stored examples, no deadline, quiet; shrinking only if asked."""
-    phases = (Phase.generate, Phase.shrink) if shrink else (Phase.generate,)
-    return settings(parent=settings.get_profile("default"), max_examples=max_examples,
-                    database=None, derandomize=False, deadline=None, phases=phases,
-                    suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet,
-                    report_multiple_bugs=False, print_blob=False)
-
-
-def case_name(seed: int, index: int) -> str:
-    """The name of generated example `index` of `seed`: generated/s{seed}-{index:04d}."""
-    return f"generated/s{seed}-{index:04d}"
-
-
-def case_source(seed: int, index: int) -> str:
-    """Where a generated case came from, parseable by `parse_source`."""
-    return f"hypothesis:seed={seed}:example={index}"
-
-
-def parse_source(source: str) -> tuple[int, int] | None:
-    """(seed, index) from a generated case's source, or None for other cases."""
-    parts = dict(p.split("=", 1) for p in source.split(":")[1:] if "=" in p)
-    if not source.startswith("hypothesis:") or not {"seed", "example"} <= parts.keys():
-        return None
-    try:
-        return int(parts["seed"]), int(parts["example"])
-    except ValueError:
-        return None
-
-
-def example_seed(seed: int, index: int) -> int:
-    """The Hypothesis seed of example `index` of `seed` (a stable hash of both)."""
-    digest = hashlib.sha256(f"bce-harness:{seed}:{index}".encode()).digest()
-    return int.from_bytes(digest[:8], "big")
-
-
-def run_example(seed: int, index: int, test: Callable[[Any], None], shrink: bool = False) -> None:
-    """Run `test(data)` on example `index` of `seed`, and shrink it if `test` raises.
-
-    Every example is the first random input of its own Hypothesis run, seeded with
-    `example_seed(seed, index)`. One long run would not do: after each input
-    Hypothesis tries a handful of small mutations of it, which is right for finding
-    a bug and wrong for a fixed budget of trials (a third of them would be near
-    copies). Hypothesis always tries the simplest input first, so `test` sees that
-    one too, before the random one; a caller collecting examples keeps the second
-    call. With `shrink`, an exception from `test` makes Hypothesis shrink the input
-    and re-raise it from the minimal one.
-    """
-
-    @hypothesis_seed(example_seed(seed, index))
-    @search_settings(2, shrink=shrink)
-    @given(st.data())
-    def run(data: st.DataObject) -> None:
-        # A throwaway first choice. Hypothesis makes the first random input differ
-        # from the simplest one at its first choice; without this, that choice would
-        # be the dtype, and float16 (the simplest dtype) would never be drawn.
-        data.draw(st.booleans())
-        test(data)
-
-    with pinned_generation():
-        run()
-
-
-def generate_cases(n: int, seed: int) -> list[Case]:
-    """`n` Hypothesis-generated cases, the same for the same seed (and Hypothesis version).
-
-    Each case has one dtype and one reduction, so n examples are n trials per
-    backend implementation. Names are `generated/s{seed}-{i:04d}` and sources
-    `hypothesis:seed={seed}:example={i}`; tags name the value classes present.
-    Example i is independent of n: `generate_cases(10, s)` is the start of
-    `generate_cases(80, s)`.
-    """
-    return [generate_case(seed, i) for i in range(max(n, 0))]
-
-
-def generate_case(seed: int, index: int) -> Case:
-    """Example `index` of `seed`, as `generate_cases` makes it."""
-    drawn: list[Case] = []
-
-    def collect(data: Any) -> None:
-        drawn.append(draw_case(data, name=case_name(seed, index),
-                               source=case_source(seed, index)))
-
-    run_example(seed, index, collect)
-    return drawn[-1]
-
-
-# ------------------------------------------------------------------ YAML ----
-
-def yaml_float(v: float) -> str:
-    """A float as a YAML scalar that the case loader reads back bit for bit.
-
-    repr round-trips every finite float64; the loader needs a dot or an exponent
-    to read a float (`1e-05` and `2.0` do); infinities and NaN are YAML's own;
-    negative zero is the quoted "-0.0" so no tool can drop its sign.
-    """
-    v = float(v)
-    if math.isnan(v):
-        return ".nan"
-    if math.isinf(v):
-        return ".inf" if v > 0 else "-.inf"
-    if v == 0:
-        return '"-0.0"' if math.copysign(1.0, v) < 0 else "0.0"
-    return repr(v)
-
-
-def yaml_value(a: np.ndarray, indent: int = 4, width: int = 96) -> str:
-    """An array as a case-file value: a scalar, a flow list, or a fill for empty ones.
-
-    Nested lists cannot say (0, 3) (an empty list is (0,)), so arrays without
-    elements are written as {fill: 0.0, shape: [...]}.
-    """
-    a = np.asarray(a, dtype=np.float64)
-    if a.ndim == 0:
-        return yaml_float(float(a))
-    if a.size == 0:
-        return f"{{fill: 0.0, shape: [{', '.join(map(str, a.shape))}]}}"
-    text = _nested(a)
-    if len(text) <= width:
-        return text
-    return _wrapped(a, indent + 2, width)
-
-
-def _nested(a: np.ndarray) -> str:
-    if a.ndim == 1:
-        return "[" + ", ".join(yaml_float(v) for v in a) + "]"
-    return "[" + ", ".join(_nested(s) for s in a) + "]"
-
-
-def _wrapped(a: np.ndarray, indent: int, width: int) -> str:
-    """A long flow list over several lines, each indented under its key."""
-    pad = " " * indent
-    if a.ndim == 1:
-        items = [yaml_float(v) for v in a]
-        lines, line = [], ""
-        for item in items:
-            if line and len(pad) + len(line) + len(item) + 2 > width:
-                lines.append(line + ",")
-                line = ""
-            line = f"{line}, {item}" if line else item
-        lines.append(line)
-        return "[" + ("\n" + pad).join(lines) + "]"
-    rows = [_wrapped(s, indent + 1, width) if len(_nested(s)) > width - indent else _nested(s)
-            for s in a]
-    return "[" + (",\n" + pad).join(rows) + "]"
-
-
-def case_yaml(case: Case, name: str, description: str | None = None,
-              comment: Sequence[str] = ()) -> str:
-    """A case file holding `case` alone as case `name`, every float exact.
-
-    The file loads with `harness.cases.load_cases` into a case with the same
-    arrays, dtype, reduction, gradients, expected error and tags; `comment` lines
-    go on top (how it was found, how to run it).
-    """
-    lines = [f"# {c}" for c in comment]
-    lines.append("cases:")
-    lines.append(f"  - name: {name}")
-    lines.append(f"    description: {json.dumps(description or case.description)}")
-    for key in ("input", "target", "weight", "pos_weight"):
-        value = getattr(case, key)
-        if value is not None:
-            lines.append(f"    {key}: {yaml_value(value)}")
-    lines.append(f"    dtypes: [{', '.join(case.dtypes)}]")
-    lines.append(f"    reductions: [{', '.join(case.reductions)}]")
-    if case.raises:
-        lines.append(f"    raises: [{', '.join(case.raises)}]")
-    else:
-        lines.append(f"    grads: [{', '.join(case.grads)}]")
-    if case.arg_dtypes:
-        pairs = ", ".join(f"{k}: {v}" for k, v in case.arg_dtypes.items())
-        lines.append(f"    arg_dtypes: {{{pairs}}}")
-    if case.tags:
-        lines.append(f"    tags: [{', '.join(json.dumps(t) for t in dict.fromkeys(case.tags))}]")
-    return "\n".join(lines) + "\n"
-
-
-__all__ = ["DEFAULT_EXAMPLES", "PROFILES", "arrays", "broadcasts_into", "case_name",
-           "case_source", "case_tags", "case_yaml", "cases", "draw_case", "elements",
-           "example_seed", "finite_floats", "generate_case", "generate_cases", "gradients",
-           "logits", "near_overflow", "near_regimes", "parameter_shapes", "parse_source",
-           "pinned_generation",
-           "regime_points", "register_profiles", "run_example", "search_settings", "shapes",
-           "specials", "step_ulps", "subnormals", "targets", "weights", "yaml_float",
-           "yaml_value"]
+__all__ = ["CLASS_TAGS", "ELEMENTWISE_LIMIT", "LARGE", "PARAM_KINDS", "SHAPE_KINDS", "SMALL",
+           "TARGET_PROFILES", "arrays", "bits", "broadcasts_into", "case_tags", "cases",
+           "draw_case", "elements", "finite_floats", "gradients", "integers", "logits",
+           "near_overflow", "near_regimes", "parameter_shapes", "regime_points", "shapes",
+           "specials", "step_ulps", "subnormals", "targets", "weights"]

@@ -1,6 +1,8 @@
-"""The report: one JSON document (CONTRACT §4) and an HTML page made from it.
+"""The report: one JSON document and an HTML page made from it.
 
-The JSON is the product; the HTML is a view of it. Records stream to
+The JSON is the product; the HTML is a view of it: what the page shows beyond the
+records (the summary matrix, the sigmoid-then-BCE story, the error behaviour) is in
+report.json's `findings` (harness.report.findings). Records stream to
 `results.partial.jsonl` while a run goes, so a run that is killed still leaves
 every finished result on disk; the final `report.json` is validated against the
 shipped schema before it is written, so consumers can trust its shape. A report is
@@ -26,6 +28,7 @@ import jsonschema
 from harness import __version__
 from harness.records import SCHEMA_VERSION, STATUS_ORDER
 from harness.records import UNEXPECTED as _UNEXPECTED
+from harness.report import findings
 from harness.report import packed as layout
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema" / "report.schema.json"
@@ -62,14 +65,16 @@ def case_index(cases: list[Any]) -> dict[str, dict[str, Any]]:
 def build(backends: list[dict[str, Any]], results: list[dict[str, Any]],
           run: dict[str, Any] | None = None,
           cases: dict[str, dict[str, Any]] | None = None,
-          expectations: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+          expectations: list[dict[str, Any]] | None = None,
+          coverage: dict[str, Any] | None = None) -> dict[str, Any]:
     """The report document, in the order people read it. `expectations` is the run's
-    ledger (`Expectations.finish()`): each expectation with what it covered.
+    ledger (`Expectations.finish()`): each expectation with what it covered;
+    `coverage` the value classes the cases reached (harness.generate.coverage).
 
     Flat, as every step after the calls reads it (`results`: one record per check);
     `write_json` lays it out by call and trial (harness.report.packed) and `load` reads that
-    back flat."""
-    return {
+    back flat. `findings` is what the records add up to, as the page shows it."""
+    doc = {
         "schema_version": SCHEMA_VERSION,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "environment": environment(),
@@ -78,8 +83,12 @@ def build(backends: list[dict[str, Any]], results: list[dict[str, Any]],
         "run": run or {},
         "cases": cases or {},
         "expectations": expectations or [],
-        "results": results,
     }
+    doc["findings"] = findings.compute({**doc, "results": results})
+    doc["results"] = results
+    if coverage is not None:
+        doc["coverage"] = coverage
+    return doc
 
 
 def schema(packed: bool = False) -> dict[str, Any]:
@@ -216,8 +225,16 @@ def _validate_packed(report: dict[str, Any]) -> None:
 
 def load(path: str | Path) -> dict[str, Any]:
     """A report.json of any readable version, flat: `results` holds one record per
-    check (harness.report.packed.unpack puts back what version 3 writes once)."""
-    return layout.unpack(json.loads(Path(path).read_text(encoding="utf-8")))
+    check (harness.report.packed.unpack puts back what version 3 writes once), with its
+    `findings`, computed from the records when the file has none (it was written before
+    report.json carried them)."""
+    doc = layout.unpack(json.loads(Path(path).read_text(encoding="utf-8")))
+    if isinstance(doc.get("findings"), dict):
+        return doc
+    out = {k: v for k, v in doc.items() if k != "results"}  # the records stay last
+    out["findings"] = findings.compute(doc)
+    out["results"] = doc.get("results", [])
+    return out
 
 
 def exit_code(results: list[dict[str, Any]]) -> int:
@@ -281,7 +298,8 @@ def write_html(report: dict[str, Any], out_dir: Path) -> Path:
     """Render and write report.html into out_dir."""
     from harness.report.html import render
 
-    text = render(report)
+    sweeps = sorted(p.stem.removeprefix("sweep-") for p in Path(out_dir).glob("sweep-*.html"))
+    text = render(report, sweeps)
     out_dir.mkdir(parents=True, exist_ok=True)
     html_path = out_dir / "report.html"
     html_path.write_text(text, encoding="utf-8")

@@ -260,7 +260,7 @@ def _describe(o: dict[str, Any], n: dict[str, Any]) -> str:
     return s
 
 
-def compare(old: dict[str, Any], new: dict[str, Any], factor: float = DEFAULT_FACTOR,
+def diff_reports(old: dict[str, Any], new: dict[str, Any], factor: float = DEFAULT_FACTOR,
             min_ulp: float = DEFAULT_MIN_ULP) -> Diff:
     """Classify every result of both reports (see the module docstring)."""
     a, b = _keyed(old["results"]), _keyed(new["results"])
@@ -416,7 +416,7 @@ def render_html(d: Diff, old: dict[str, Any], new: dict[str, Any], old_path: str
 # --------------------------------------------------------------------- CLI ----
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The `diff` subcommand's arguments (the lead registers the subcommand)."""
+    """The `diff` subcommand's arguments (harness/__main__.py registers the subcommand)."""
     parser.add_argument("old", metavar="OLD.json", help="the earlier report.json")
     parser.add_argument("new", metavar="NEW.json", help="the later report.json")
     parser.add_argument("--html", type=Path, default=None, metavar="OUT.html",
@@ -444,7 +444,7 @@ def run(args: argparse.Namespace) -> int:
     except ReportFileError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
-    d = compare(old, new, factor=args.ulp_factor, min_ulp=args.min_ulp)
+    d = diff_reports(old, new, factor=args.ulp_factor, min_ulp=args.min_ulp)
     sys.stdout.write(format_text(d, old, new, str(args.old), str(args.new), args.limit))
     if args.html is not None:
         try:

@@ -16,7 +16,7 @@
   const PAGE = 50;
 
   // ------------------------------------------------------------ helpers ----
-  // The results travel compact (html.py page_data): runs of results that share their
+  // The results travel compact (page_data.py): runs of results that share their
   // row, dtype, case and reduction; check, status and format as one character each; max
   // ulp and allowance only where a result has them ("ua"). Rebuilt here as columns.
   function columns(C) {
@@ -104,7 +104,7 @@
   function statusOf(i) { return D.statuses[R.status[i]]; }
   function detailOf(i) { const d = R.detail[i]; return d >= 0 ? D.details[d] : null; }
   // Python's repr of a float, and its "%.3g": the judge's words, written here when the page
-  // left a message out because the detail's numbers say it (html.py _detail)
+  // left a message out because the detail's numbers say it (page_data.py _detail)
   function pyRepr(v) {
     if (typeof v !== "number") return String(v);
     if (Number.isNaN(v)) return "nan";

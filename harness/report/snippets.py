@@ -10,31 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from harness.literals import array_source
 from harness.protocol import Call
 
 LITERAL_LIMIT = 64
-
-
-def _literal(arr: np.ndarray | None) -> str:
-    if arr is None:
-        return "None"
-    a = np.asarray(arr, dtype=np.float64)
-
-    def one(v: float) -> str:
-        if np.isnan(v):
-            return "np.nan"
-        if np.isinf(v):
-            return "np.inf" if v > 0 else "-np.inf"
-        return repr(float(v))
-
-    def nested(x: np.ndarray) -> str:
-        if x.ndim == 0:
-            return one(float(x))
-        return "[" + ", ".join(nested(s) for s in x) + "]"
-
-    if a.size == 0:
-        return f"np.zeros({a.shape})"
-    return f"np.array({nested(a)})"
 
 
 def snippet(backend: object, spec: str, call: Call, case_name: str, source: str) -> str:
@@ -54,7 +33,8 @@ def snippet(backend: object, spec: str, call: Call, case_name: str, source: str)
              "from harness.protocol import Call", "from harness.run.registry import load_spec",
              f"backend = load_spec({spec!r})"]
     if size <= LITERAL_LIMIT:
-        args = {n: _literal(getattr(call, n)) for n in ("input", "target", "weight", "pos_weight")}
+        args = {n: array_source(getattr(call, n))
+                for n in ("input", "target", "weight", "pos_weight")}
     else:
         path = source.rsplit(":", 1)[0]
         lines += ["from harness.cases import load_cases",

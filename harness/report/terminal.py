@@ -59,7 +59,7 @@ def _is_tty(stream: Any) -> bool:
 class Console:
     """Progress while a report runs, and its summary at the end.
 
-    The runner calls `on_progress` from its main loop; the lead's `cmd_report` calls
+    The runner calls `on_progress` from its main loop; the report job (harness/run/job.py) calls
     `start` before the run, `finish` after the report is written, and `close` in a
     `finally` (it is idempotent, so an interrupted run leaves the terminal clean).
     """

@@ -31,6 +31,8 @@ _SHIPPED = {
     "torch": "harness.backends.torch_backend:TorchBackend",
     "tensorflow": "harness.backends.tensorflow_backend:TensorFlowBackend",
     "jax": "harness.backends.jax_backend:JaxBackend",
+    "keras-jax": "harness.backends.keras_backend:KerasJaxBackend",
+    "keras-torch": "harness.backends.keras_backend:KerasTorchBackend",
 }
 
 
@@ -57,7 +59,7 @@ class Loaded:
             return f"availability() raised {type(exc).__name__}: {exc}"
 
     def info(self) -> dict[str, Any]:
-        """The report's `backends` entry (CONTRACT §4)."""
+        """The report's `backends` entry (docs/report.md)."""
         reason = self.availability()
         entry: dict[str, Any] = {"name": self.name, "availability": reason, "origin": self.origin,
                                  "versions": {}, "devices": [], "dtypes": [],
@@ -73,6 +75,13 @@ class Loaded:
                 entry["availability"] = f"{key}() raised {type(exc).__name__}: {exc}"
                 return entry
         entry["descriptions"] = {i: describe(b, i) for i in entry["implementations"]}
+        twins = getattr(b, "eager_twins", None)  # optional: compiled implementation -> eager
+        if twins is not None:
+            try:
+                entry["eager_twins"] = {c: e for c, e in dict(twins()).items()
+                                        if c in entry["implementations"]}
+            except Exception as exc:
+                entry["availability"] = f"eager_twins() raised {type(exc).__name__}: {exc}"
         return entry
 
 
@@ -159,10 +168,18 @@ def discover(plugins: tuple[str, ...] | list[str] = (), entry_points: bool = Tru
     return found
 
 
+def opt_in(loaded: Loaded) -> bool:
+    """Whether a backend runs only when named (`--backend NAME`): one that declares
+    `run_by_default = False` because a full run of it costs minutes (eager Keras on
+    JAX: about 0.2 s a call, measured)."""
+    return getattr(loaded.backend, "run_by_default", True) is False
+
+
 def select(found: list[Loaded], names: list[str] | tuple[str, ...]) -> list[Loaded]:
-    """Narrow to the named backends; an unknown name is bad usage."""
+    """Narrow to the named backends; an unknown name is bad usage. Without names:
+    every backend found except the opt-in ones (`opt_in`)."""
     if not names:
-        return found
+        return [f for f in found if not opt_in(f)]
     known = {f.name: f for f in found}
     unknown = [n for n in names if n not in known]
     if unknown:

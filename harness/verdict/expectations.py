@@ -39,7 +39,9 @@ from harness.records import CHECKS, Record, Status, encode_float
 from harness.run.registry import DISABLE_ENV, UsageError
 from harness.verdict.predicate import Elements, Predicate, PredicateError, parse
 
-SHIPPED = Path(__file__).resolve().parent.parent.parent / "cases" / "expectations.yaml"
+#: cases/expectations.yaml, through the package's harness/shipped_cases (a link to
+#: the repository's cases/ in a checkout, a copy in an installed wheel)
+SHIPPED = (Path(__file__).parents[1] / "shipped_cases").resolve() / "expectations.yaml"
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema" / "expectations.schema.json"
 #: Entry-point group through which a plugin package ships its own expectations: the
 #: object it names is a path (str or Path), a list of paths, or a callable returning one.

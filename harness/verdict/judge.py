@@ -18,7 +18,7 @@ import numpy as np
 from harness.dtypes import dtype_name, promote
 from harness.protocol import Call, Result, Unsupported
 from harness.records import Record, encode_float, fail_message, pass_message
-from harness.verdict import ulps as compare
+from harness.verdict import ulps
 from harness.verdict.expectations import Evidence
 
 
@@ -134,21 +134,23 @@ def determinism(first: Outcome, second: Outcome, base: dict[str, Any]) -> dict[s
             "message": f"repeating the call changes {where} by up to {worst:.3g} ulp"}
 
 
-def across_devices(cpu: Outcome, other: Outcome, expected: dict | Exception, dtype: str,
-                   base: dict[str, Any]) -> list[dict[str, Any]]:
-    """How far an accelerator's answer is from the same backend's CPU answer.
+def against_twin(first: Outcome, other: Outcome, expected: dict | Exception, dtype: str,
+                 base: dict[str, Any], check: str, first_name: str,
+                 other_name: str) -> list[dict[str, Any]]:
+    """How far one answer is from its twin's: another device's from the CPU's
+    (`vs-cpu`), a compiled implementation's from its eager one's (`vs-eager`).
 
     Both are already judged against the reference; this check answers the porting
-    question "will my model behave the same on the GPU?", in ulps of the format,
-    with the same allowance the reference comparison uses.
+    questions "will my model behave the same on the GPU?" and "does compiling change
+    my numbers?", in ulps of the format, with the same allowance the reference
+    comparison uses.
     """
-    rec = {**base, "check": "vs-cpu"}
-    if not isinstance(cpu, Result) or not isinstance(other, Result) or isinstance(
+    rec = {**base, "check": check}
+    if not isinstance(first, Result) or not isinstance(other, Result) or isinstance(
             expected, Exception):
         return []
-    out = []
-    pairs = [("value", cpu.value, other.value)]
-    pairs += [(f"grad.{k}", v, other.grads.get(k)) for k, v in cpu.grads.items()
+    pairs = [("value", first.value, other.value)]
+    pairs += [(f"grad.{k}", v, other.grads.get(k)) for k, v in first.grads.items()
               if isinstance(v, np.ndarray) and isinstance(other.grads.get(k), np.ndarray)]
     worst, where, allowed, ok = 0.0, "value", 0.0, True
     for name, a, b in pairs:
@@ -157,17 +159,16 @@ def across_devices(cpu: Outcome, other: Outcome, expected: dict | Exception, dty
         if ref is None or a.shape != b.shape or a.shape != ref.value.shape:
             continue
         with np.errstate(all="ignore"):
-            d = compare.compare(b.astype(np.float64), a.astype(np.float64), ref.cond,
-                                ref.spread, ref.terms, compare.coarser(dtype, a.dtype))
+            d = ulps.measure(b.astype(np.float64), a.astype(np.float64), ref.cond,
+                             ref.spread, ref.terms, ulps.coarser(dtype, a.dtype))
         if d.ulps.size and float(d.ulps.max()) >= worst:
-            i = compare.worst_index(d)
+            i = ulps.worst_index(d)
             worst, where, allowed = float(d.ulps.max()), name, float(d.allowance[i])
         ok &= d.passed
-    msg = (f"{base['device']} and cpu agree bit for bit" if worst == 0 else
-           f"{base['device']} differs from cpu by up to {worst:.3g} ulp in {where}")
-    out.append({**rec, "status": "pass" if ok else "fail", "message": msg,
-                "max_ulp": fnum(worst), "allowance": fnum(allowed), "worst": None})
-    return out
+    msg = (f"{other_name} and {first_name} agree bit for bit" if worst == 0 else
+           f"{other_name} differs from {first_name} by up to {worst:.3g} ulp in {where}")
+    return [{**rec, "status": "pass" if ok else "fail", "message": msg,
+             "max_ulp": fnum(worst), "allowance": fnum(allowed), "worst": None}]
 
 
 def _judge_raises(outcome: Outcome, raises: tuple[str, ...], record) -> dict[str, Any]:
@@ -175,6 +176,8 @@ def _judge_raises(outcome: Outcome, raises: tuple[str, ...], record) -> dict[str
     if isinstance(outcome, Unsupported):
         return record("raises", "unsupported", outcome.reason)
     if isinstance(outcome, Raised):
+        if outcome.type == "WorkerError":  # the framework never answered: no verdict on it
+            return record("raises", "error", f"{outcome}; the case expects {wanted}")
         if set(outcome.bases) & set(raises):
             return record("raises", "pass", f"raised {outcome}")
         return record("raises", "fail", f"raised {outcome}; the case expects {wanted}",
@@ -258,10 +261,10 @@ def _judge_quantity(call: Call, check: str, got: np.ndarray, ref, want_dtype: st
     if got.dtype.kind not in "fc" and _safe_dtype_name(got.dtype) != "bfloat16":
         return (record(check, "fail", f"the result is not floating point ({got.dtype})",
                        max_ulp=None, worst=None), Evidence(call, check))
-    measured = compare.coarser(want_dtype, got.dtype)
+    measured = ulps.coarser(want_dtype, got.dtype)
     with np.errstate(invalid="ignore", over="ignore"):
         got64 = got.astype(np.float64)
-    dist = compare.compare(got64, ref.value, ref.cond, ref.spread, ref.terms, measured)
+    dist = ulps.measure(got64, ref.value, ref.cond, ref.spread, ref.terms, measured)
     failing = ~dist.within
     evidence = Evidence(call, check, failing=failing, expected=ref.value, got=got64,
                         measured=measured)
@@ -270,9 +273,9 @@ def _judge_quantity(call: Call, check: str, got: np.ndarray, ref, want_dtype: st
     if got.size == 0:
         return record(check, "pass", "empty result", max_ulp=0.0, allowance=None, worst=None,
                       **extra), evidence
-    idx = compare.worst_index(dist)
+    idx = ulps.worst_index(dist)
     worst = _element(call, check, idx, got64, ref, dist)
-    largest_idx = compare.largest_index(dist)
+    largest_idx = ulps.largest_index(dist)
     largest = worst if largest_idx == idx else _element(call, check, largest_idx, got64, ref,
                                                           dist)
     if got.size <= SMALL:
@@ -299,7 +302,7 @@ def _judge_quantity(call: Call, check: str, got: np.ndarray, ref, want_dtype: st
 
 
 def _element(call: Call, check: str, idx: tuple[int, ...], got64: np.ndarray, ref,
-             dist: compare.Distance) -> dict[str, Any]:
+             dist: ulps.Distance) -> dict[str, Any]:
     """One element of a checked quantity, as the report shows it."""
     return {
         "index": list(idx),

@@ -26,7 +26,7 @@ import numpy as np
 from harness.dtypes import FORMATS, Format, dtype_name
 
 # Allowance parameters (ulps) per format. The README's "error model" section is the
-# reasoning; tests/test_compare.py pins the behaviour at both edges (a correct
+# reasoning; tests/test_ulps.py pins the behaviour at both edges (a correct
 # formula passes, a planted bug fails).
 TOLERANCES: dict[str, tuple[float, float, float]] = {
     #            a    b    c
@@ -159,7 +159,7 @@ def allowance(
     return np.where(np.isnan(allowed), np.inf, allowed)
 
 
-def compare(
+def measure(
     got: np.ndarray,
     expected: np.ndarray,
     cond: np.ndarray,

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from harness.dtypes import FORMATS, promote, round_to
-from harness.verdict import ulps as compare
+from harness.verdict import ulps
 
 
 def dist(got, expected, dtype="float64"):
-    return compare.ulp_distance(np.array(got, dtype=np.float64),
+    return ulps.ulp_distance(np.array(got, dtype=np.float64),
                                 np.array(expected, dtype=np.float64), FORMATS[dtype])
 
 
@@ -52,35 +52,35 @@ def test_huge_differences_do_not_overflow():
 
 
 def test_allowance_model():
-    a, b, c = compare.TOLERANCES["float32"]
-    allowed = compare.allowance(np.array([0.0, 10.0]), np.array([1.0, 1.0]),
+    a, b, c = ulps.TOLERANCES["float32"]
+    allowed = ulps.allowance(np.array([0.0, 10.0]), np.array([1.0, 1.0]),
                                 np.array([1, 1]), "float32")
     assert list(allowed) == [a, a + 10 * b]
-    summed = compare.allowance(np.array(1.0), np.array(3.0), np.array(1024), "float32")
+    summed = ulps.allowance(np.array(1.0), np.array(3.0), np.array(1024), "float32")
     assert summed == pytest.approx((a + 10 * c) * 3 + b)
-    assert compare.allowance(np.array(np.inf), np.array(1.0), np.array(1), "float32") == np.inf
+    assert ulps.allowance(np.array(np.inf), np.array(1.0), np.array(1), "float32") == np.inf
 
 
-def test_compare_passes_a_correctly_rounded_result_and_fails_a_wrong_one():
+def test_measure_passes_a_correctly_rounded_result_and_fails_a_wrong_one():
     expected = np.array([1.9287498479639178e-22])  # the x=-50, y=0 loss
-    ok = compare.compare(np.float32(expected).astype(np.float64), expected, np.array([50.0]),
+    ok = ulps.measure(np.float32(expected).astype(np.float64), expected, np.array([50.0]),
                          np.array([1.0]), np.array([1]), "float32")
     assert ok.passed
-    bad = compare.compare(np.array([0.0]), expected, np.array([50.0]), np.array([1.0]),
+    bad = ulps.measure(np.array([0.0]), expected, np.array([50.0]), np.array([1.0]),
                           np.array([1]), "float32")
     assert not bad.passed
 
 
 def test_coarser_measures_in_the_returned_dtype():
-    assert compare.coarser("float64", np.dtype(np.float32)) == "float32"
-    assert compare.coarser("float16", np.dtype(np.float32)) == "float16"
-    assert compare.coarser("float32", np.dtype(ml_dtypes.bfloat16)) == "bfloat16"
+    assert ulps.coarser("float64", np.dtype(np.float32)) == "float32"
+    assert ulps.coarser("float16", np.dtype(np.float32)) == "float16"
+    assert ulps.coarser("float32", np.dtype(ml_dtypes.bfloat16)) == "bfloat16"
 
 
 def test_worst_index_picks_the_largest_excess():
-    d = compare.Distance(ulps=np.array([3.0, 2.0, 9.0]), allowance=np.array([1.0, 4.0, 100.0]),
+    d = ulps.Distance(ulps=np.array([3.0, 2.0, 9.0]), allowance=np.array([1.0, 4.0, 100.0]),
                          measured_in="float32")
-    assert compare.worst_index(d) == (0,)
+    assert ulps.worst_index(d) == (0,)
 
 
 def test_round_to_bfloat16_is_correct_on_halfway_cases():
@@ -101,7 +101,7 @@ def test_promotion():
 def test_an_infinite_distance_fails_even_with_an_infinite_allowance():
     # cond is infinite where the exact result is 0 but the inputs move it; a NaN
     # there is still wrong
-    d = compare.compare(np.array([np.nan]), np.array([0.0]), np.array([np.inf]),
+    d = ulps.measure(np.array([np.nan]), np.array([0.0]), np.array([np.inf]),
                         np.array([1.0]), np.array([1]), "float16")
     assert not d.passed
-    assert compare.worst_index(d) == (0,)
+    assert ulps.worst_index(d) == (0,)
