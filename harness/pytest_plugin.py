@@ -16,7 +16,7 @@ by the first conformance item, before it imports its framework.
 Whether an expectation is `fixed` or `unused` is a verdict over a whole run, which
 `python -m harness report` gives; an item only says what is unexpected.
 
-Options: --backend, --device, --dtype, --plugin, --cases, --known.
+Options: --backend, --device, --dtype, --plugin, --cases, --known, --compiled.
 """
 
 from __future__ import annotations
@@ -44,9 +44,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="also load this backend plugin (repeatable)")
     group.addoption("--cases", action="append", default=[], metavar="PATH",
                     help="case files or folders (default: the shipped cases/)")
+    group.addoption("--compiled", action="store_true", default=False,
+                    help="also run the backends' compiled implementations (torch.compile, "
+                         "jax.jit, tf.function), each also checked against its eager twin")
     group.addoption("--known", action="append", default=[], metavar="FILE",
                     help="an expectations file on top of the shipped one and plugins' "
                          "(repeatable)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # only the marker's description: no framework setting changes here
+    config.addinivalue_line("markers", "conformance: a backend's conformance item "
+                            "(backend × dtype) against the reference")
 
 
 @dataclass(frozen=True)
@@ -88,52 +97,84 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def _setup(config: pytest.Config) -> dict[str, Any]:
-    """Cases and expectations, loaded once per process (the first item pays)."""
+    """Cases and expectations, loaded once per process (the first item pays), by the
+    same planning `python -m harness report` uses (harness/run/job.py)."""
     if "cases" not in _STATE:
-        from harness.cases import CaseFileError, load_cases
+        from harness.cases import CaseFileError
+        from harness.run.job import ReportRequest, plan_report
+        from harness.run.pool import single_threaded
         from harness.run.registry import UsageError
-        from harness.run.runner import ReferenceCache, single_threaded
-        from harness.verdict import expectations as expect
+        from harness.run.trials import ReferenceCache
 
         single_threaded()  # before any framework is imported in this process
+        request = ReportRequest(cases=tuple(config.getoption("--cases")), examples=0,
+                                known=tuple(config.getoption("--known")),
+                                plugins=tuple(config.getoption("--plugin")),
+                                backends=tuple(config.getoption("--backend")))
         try:
-            _STATE["cases"] = load_cases(config.getoption("--cases") or None)
-            _STATE["expectations"] = expect.load(config.getoption("--known"))
-            _STATE["refs"] = ReferenceCache()  # shared by every backend's items here
+            plan = plan_report(request)
         except (CaseFileError, UsageError) as exc:
             raise pytest.UsageError(str(exc)) from None
+        _STATE["cases"], _STATE["expectations"] = plan.cases, plan.entries
+        _STATE["refs"] = ReferenceCache()  # shared by every backend's items here
     return _STATE
 
 
 def conformance_records(c: Conformance, config: pytest.Config) -> tuple[Any, list[Any], Any]:
     """Run one backend in one dtype over the cases; its records, judged with the
-    expectations. Skips (with the backend's reason) what cannot run here."""
-    from harness.run.runner import RunOptions, expand, iter_inprocess
+    expectations. Skips (with the backend's reason) what cannot run here.
+
+    A backend with `isolated = True` (Keras on JAX or PyTorch: Keras holds one engine
+    per process, and this process may hold it already) runs in a worker process of
+    its own, as `python -m harness report` runs every backend; the records are
+    judged the same way."""
+    from harness.run.calls import iter_inprocess
+    from harness.run.trials import expand
 
     state = _setup(config)
     loaded = next(b for b in _backends(config) if b.name == c.backend)
-    info = loaded.info()
+    trials = expand(state["cases"], (c.dtype,))
+    devices = tuple(config.getoption("--device"))
+    compiled = config.getoption("--compiled")
+    if getattr(loaded.backend, "isolated", False):
+        info, records = _run_in_worker(loaded, trials, devices, state, compiled)
+    else:
+        info, records = loaded.info(), None
     if info["availability"] is not None:
         pytest.skip(f"{c.backend}: {info['availability']}")
     if c.dtype not in info["dtypes"]:
         pytest.skip(f"{c.backend} does not offer {c.dtype} (it offers "
                     f"{', '.join(info['dtypes'])})")
-    devices = tuple(config.getoption("--device"))
     if devices and not set(devices) & set(info["devices"]):
         pytest.skip(f"{c.backend} has no device {', '.join(devices)} here (it has "
                     f"{', '.join(info['devices'])})")
-    trials = expand(state["cases"], (c.dtype,))
-    opts = RunOptions(devices=devices, dtypes=(c.dtype,))
-    records = list(iter_inprocess(loaded, trials, opts, state["expectations"],
-                                  refs=state["refs"]))
+    if records is None:
+        records = list(iter_inprocess(loaded, trials, devices, state["expectations"],
+                                      refs=state["refs"], compiled=compiled))
     return loaded, trials, records
+
+
+def _run_in_worker(loaded: Any, trials: list[Any], devices: tuple[str, ...],
+                   state: dict[str, Any], compiled: bool) -> tuple[dict[str, Any], list[Any]]:
+    """The backend's info and records from one worker process (harness/run/pool.py)."""
+    from harness.run.pool import Pool
+    from harness.run.runner import RunOptions, run_isolated
+
+    infos: list[dict[str, Any]] = []
+    records: list[Any] = []
+    opts = RunOptions(devices=devices, jobs=1, compiled=compiled)
+    with Pool(1) as pool:
+        run_isolated([loaded], trials, opts, state["expectations"],
+                     on_records=lambda name, recs: records.extend(recs),
+                     on_info=infos.append, pool=pool)
+    return (infos[0] if infos else loaded.info()), records
 
 
 def run_conformance(c: Conformance, config: pytest.Config) -> None:
     """Run one conformance item (called by tests/test_conformance.py)."""
     from harness.records import UNEXPECTED
     from harness.report.snippets import snippet
-    from harness.run.runner import Trial
+    from harness.run.trials import Trial
 
     loaded, trials, records = conformance_records(c, config)
     bad = [r for r in records if r["status"] in UNEXPECTED]

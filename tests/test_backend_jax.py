@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.backends.jax_backend import IMPLEMENTATIONS, JaxBackend
+from harness.backends import jax_backend
+from harness.backends.jax_backend import COMPILED, IMPLEMENTATIONS, JaxBackend
 from harness.dtypes import numpy_dtype
 from harness.protocol import DTYPES, REDUCTIONS, Backend, Call, Unsupported
 from tests.backend_expect import assert_close, expected
@@ -51,8 +52,8 @@ def test_protocol_surface():
         cuda = []
     assert devices[1:] == [f"cuda:{i}" for i in range(len(cuda))]
     assert BACKEND.dtypes() == list(DTYPES)
-    assert BACKEND.implementations() == ["jax.nn", "optax"]
-    assert all(BACKEND.describe(i) for i in IMPLEMENTATIONS)
+    assert BACKEND.implementations() == ["jax.nn", "optax", "jax.nn+jit", "optax+jit"]
+    assert all(BACKEND.describe(i) for i in BACKEND.implementations())
 
 
 def test_importing_the_module_does_not_import_jax():
@@ -173,3 +174,47 @@ def test_absent_device_is_unsupported():
         pytest.skip("this machine has a cuda:7")
     with pytest.raises(Unsupported, match="'cuda:7' is not present"):
         BACKEND.run(Call("jax.nn", "cuda:7", "float32", X, Y))
+
+
+# --- compiled: the same functions under jax.jit, value and vjp in one function ---
+
+def test_compiled_implementations_pair_with_their_eager_twins():
+    assert BACKEND.eager_twins() == {"jax.nn+jit": "jax.nn", "optax+jit": "optax"}
+    assert all("jax.jit" in BACKEND.describe(c) for c in COMPILED)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("impl", list(COMPILED))
+def test_jit_agrees_with_eager_on_ordinary_inputs(impl, dtype):
+    eager = COMPILED[impl]
+    p = P if TAKES_POS_WEIGHT[eager] else None
+    grads = ALL if p is not None else ALL[:3]
+    jitted = BACKEND.run(Call(impl, "cpu", dtype, X, Y, W, p, "mean", grads))
+    reference = BACKEND.run(Call(eager, "cpu", dtype, X, Y, W, p, "mean", grads))
+    assert jitted.value.dtype == reference.value.dtype == numpy_dtype(dtype)
+    # a few ulps apart at most: XLA may fuse and reorder, never change the formula
+    assert_close(jitted.value, reference.value, dtype)
+    for name in grads:
+        assert jitted.grads[name].dtype == reference.grads[name].dtype, name
+        assert_close(jitted.grads[name], reference.grads[name], dtype)
+
+
+def test_one_jitted_function_per_key_and_no_global_x64():
+    before = jax.config.jax_enable_x64
+    for n in (3, 5, 11):
+        x = np.linspace(-2.0, 2.0, n)
+        result = BACKEND.run(Call("optax+jit", "cpu", "float64", x, np.zeros(n),
+                                  reduction="sum", grads=("input",)))
+        assert result.value.dtype == np.float64
+    keys = [k for k in jax_backend._JITTED if k[:2] == ("optax+jit", "sum")
+            and k[2] == ("input", "target") and k[3]]
+    assert len(keys) == 1  # jit itself keeps one executable per shape
+    assert jax.config.jax_enable_x64 == before
+
+
+def test_jit_snippet_jits_value_and_vjp_together():
+    call = Call("jax.nn+jit", "cpu", "float32", X, Y, W, P, "mean", ALL)
+    source = BACKEND.snippet(call)
+    compile(source, "snippet", "exec")
+    assert "@jax.jit\ndef step(x, y, weight, pos_weight):" in source
+    assert "out, cotangents = step(x, y, weight, pos_weight)" in source

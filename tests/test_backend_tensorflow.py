@@ -9,6 +9,7 @@ input reaches TensorFlow as it is.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.backends.tensorflow_backend import IMPLEMENTATIONS, TensorFlowBackend
+from harness.backends import tensorflow_backend
+from harness.backends.tensorflow_backend import COMPILED, IMPLEMENTATIONS, TensorFlowBackend
 from harness.dtypes import numpy_dtype
 from harness.protocol import DTYPES, REDUCTIONS, Backend, Call, Unsupported
 from tests.backend_expect import assert_close, expected
@@ -53,8 +55,8 @@ def test_protocol_surface():
     gpus = tf.config.list_physical_devices("GPU")
     assert devices[1:] == [f"cuda:{i}" for i in range(len(gpus))]
     assert BACKEND.dtypes() == list(DTYPES)
-    assert BACKEND.implementations() == ["sigmoid", "weighted", "keras", "keras-probs"]
-    assert all(BACKEND.describe(i) for i in IMPLEMENTATIONS)
+    assert BACKEND.implementations()[:4] == ["sigmoid", "weighted", "keras", "keras-probs"]
+    assert all(BACKEND.describe(i) for i in BACKEND.implementations())
 
 
 def test_importing_the_module_does_not_import_tensorflow():
@@ -202,3 +204,104 @@ def test_absent_device_is_unsupported():
         pytest.skip("this machine has a cuda:7")
     with pytest.raises(Unsupported, match="'cuda:7' is not present"):
         BACKEND.run(Call("sigmoid", "cuda:7", "float32", X, Y))
+
+
+# --- compiled: tf.function (graph mode, Grappler) and tf.function(jit_compile=True) (XLA) ---
+
+def test_compiled_implementations_pair_with_their_eager_twins():
+    assert BACKEND.implementations() == [*IMPLEMENTATIONS, *COMPILED]
+    assert BACKEND.eager_twins() == {f"{i}+{mode}": i for mode in ("function", "xla")
+                                     for i in IMPLEMENTATIONS}
+    assert all("tf.function" in BACKEND.describe(c) for c in COMPILED)
+    assert "jit_compile=True" in BACKEND.describe("keras+xla")
+
+
+@pytest.mark.parametrize("impl", list(COMPILED))
+def test_compiled_agrees_with_eager_on_ordinary_inputs(impl):
+    eager = COMPILED[impl]
+    p = P if POS_WEIGHT[eager] else None
+    grads = ALL if p is not None else ALL[:3]
+    call = Call(impl, "cpu", "float32", X, Y, W, p, "mean", grads)
+    compiled, reference = BACKEND.run(call), BACKEND.run(Call(eager, *_rest(call)))
+    assert compiled.value.dtype == reference.value.dtype
+    # |x| <= 2: sigmoid-then-log is accurate here, so even keras-probs+function,
+    # which Keras turns into the logits form in a graph, stays within float32 rounding
+    np.testing.assert_allclose(compiled.value, reference.value, rtol=2e-6)
+    for name in grads:
+        assert compiled.grads[name].dtype == reference.grads[name].dtype, name
+        np.testing.assert_allclose(compiled.grads[name], reference.grads[name], rtol=2e-6,
+                                   atol=1e-7, err_msg=name)
+
+
+def test_one_trace_serves_every_size():
+    call = Call("sigmoid+function", "cpu", "float64", X, Y, W, None, "sum", ("input",))
+    BACKEND.run(call)
+    bigger = np.linspace(-3.0, 3.0, 21).reshape(7, 3)
+    BACKEND.run(Call("sigmoid+function", "cpu", "float64", bigger, np.ones_like(bigger), W,
+                     None, "sum", ("input",)))
+    key = next(k for k in tensorflow_backend._FUNCTIONS if k[0] == "sigmoid+function"
+               and k[1] == "sum" and k[3][0][1] == "float64")
+    assert tensorflow_backend._FUNCTIONS[key].experimental_get_tracing_count() == 1
+
+
+def test_keras_in_a_graph_takes_the_logits_of_a_sigmoid_output():
+    # tensorflow/tensorflow#118313: in graph mode Keras sees the Sigmoid op producing
+    # its probabilities and computes from its input, so the clip never happens
+    x, y = np.array([-40.0, 200.0]), np.array([1.0, 0.0])
+    eager = BACKEND.run(Call("keras-probs", "cpu", "float32", x, y, reduction="none"))
+    for impl in ("keras-probs+function", "keras-probs+xla"):
+        graph = BACKEND.run(Call(impl, "cpu", "float32", x, y, reduction="none"))
+        assert graph.value.tolist() == [40.0, 200.0], impl
+    np.testing.assert_allclose(eager.value, [16.118095, 15.942385], rtol=1e-6)
+
+
+def test_tensorflow_118313_is_found_by_the_shipped_case():
+    from harness.cases import load_cases
+    from harness.run.calls import iter_inprocess
+    from harness.run.registry import Loaded
+    from harness.run.trials import expand
+    from harness.verdict import expectations as expect
+
+    class KerasProbs(TensorFlowBackend):
+        def implementations(self) -> list[str]:
+            return ["keras-probs", "keras-probs+function"]
+
+    trials = [t for t in expand(load_cases([ROOT / "cases" / "compiled.yaml"]), ["float32"])
+              if t.case.name == "compiled/keras-sigmoid-output-in-a-graph"]
+    assert trials
+    loaded = Loaded("tensorflow", "test", "test", KerasProbs())
+
+    def vs_eager(entries):
+        recs = list(iter_inprocess(loaded, trials, ("cpu",), entries, compiled=True))
+        return [r for r in recs if r["check"] == "vs-eager"]
+
+    bare = vs_eager(expect.load([], shipped=False))
+    assert bare and all(r["status"] == "fail" for r in bare), bare
+    shipped = vs_eager(expect.load([]))
+    assert all(r["status"] == "known" for r in shipped), shipped
+    links = {e["upstream"] for r in shipped for e in r["expected_by"]}
+    assert "https://github.com/tensorflow/tensorflow/issues/118313" in links
+
+
+@pytest.mark.parametrize("impl", ["keras-probs+function", "sigmoid+xla"])
+def test_compiled_snippet_is_the_same_function(impl):
+    call = Call(impl, "cpu", "float32", X, Y, W, None, "mean", ("input", "target"))
+    source = BACKEND.snippet(call)
+    compile(source, impl, "exec")
+    assert "@tf.function(input_signature=" in source
+    assert ("jit_compile=True" in source) == impl.endswith("+xla")
+    assert impl.startswith("sigmoid") or "tf.math.sigmoid(tf.expand_dims(x, -1))" in source
+
+
+def test_compiled_snippet_prints_what_run_returns():
+    x, y = np.array([-40.0, 200.0, 1.0]), np.array([1.0, 0.0, 1.0])
+    call = Call("keras-probs+function", "cpu", "float32", x, y, reduction="none",
+                grads=("input",))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-c", BACKEND.snippet(call)], capture_output=True,
+                          text=True, env=env, timeout=120, check=True)
+    printed = dict(re.match(r"(grad \w+|\w+) (.*)", line).groups()
+                   for line in done.stdout.splitlines())
+    result = BACKEND.run(call)
+    assert eval(printed["value"]) == result.value.astype(np.float64).tolist()
+    assert eval(printed["grad input"]) == result.grads["input"].astype(np.float64).tolist()

@@ -17,7 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.backends.torch_backend import IMPLEMENTATIONS, LEGACY, TorchBackend, _disagreement
+from harness.backends import torch_backend
+from harness.backends.torch_backend import (
+    COMPILED,
+    IMPLEMENTATIONS,
+    LEGACY,
+    TorchBackend,
+    _disagreement,
+)
 from harness.dtypes import numpy_dtype
 from harness.protocol import DTYPES, REDUCTIONS, Backend, Call, Result, Unsupported
 from tests.backend_expect import assert_close, expected
@@ -45,8 +52,8 @@ def test_protocol_surface():
     assert devices[0] == "cpu"
     assert devices[1:] == [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     assert BACKEND.dtypes() == list(DTYPES)
-    assert BACKEND.implementations() == ["functional", "module", "sigmoid+bce", "legacy"]
-    assert all(BACKEND.describe(i) for i in IMPLEMENTATIONS)
+    assert BACKEND.implementations()[:4] == ["functional", "module", "sigmoid+bce", "legacy"]
+    assert all(BACKEND.describe(i) for i in BACKEND.implementations())
 
 
 def test_importing_the_module_does_not_import_torch():
@@ -198,3 +205,69 @@ def test_absent_device_is_unsupported():
 def test_gradient_of_an_absent_argument_is_a_caller_error():
     with pytest.raises(ValueError, match=r"call\.weight is None"):
         BACKEND.run(Call("functional", "cpu", "float32", X, Y, grads=("weight",)))
+
+
+# --- compiled: torch.compile (Dynamo + Inductor, C++ on the CPU) ---
+
+needs_compiler = pytest.mark.skipif(torch_backend._compiler_problem() is not None,
+                                    reason="Inductor finds no C++ compiler here")
+
+
+def test_compiled_implementations_pair_with_their_eager_twins():
+    assert BACKEND.implementations() == [*IMPLEMENTATIONS, "functional+compile",
+                                         "module+compile"]
+    assert BACKEND.eager_twins() == {"functional+compile": "functional",
+                                     "module+compile": "module"}
+    assert all("torch.compile" in BACKEND.describe(c) for c in COMPILED)
+
+
+@needs_compiler
+@pytest.mark.parametrize("impl", list(COMPILED))
+def test_compiled_agrees_with_eager_on_ordinary_inputs(impl):
+    call = Call(impl, "cpu", "float32", X, Y, W, P, "mean", ALL)
+    compiled, eager = BACKEND.run(call), BACKEND.run(Call(COMPILED[impl], *_rest(call)))
+    assert compiled.value.dtype == eager.value.dtype == np.float32
+    np.testing.assert_allclose(compiled.value, eager.value, rtol=2e-6)
+    for name in ("input", "target"):
+        assert compiled.grads[name].dtype == np.float32
+        np.testing.assert_allclose(compiled.grads[name], eager.grads[name], rtol=2e-6,
+                                   atol=1e-7, err_msg=name)
+    # torch refuses these at the forward; under compile Dynamo wraps the refusal, and
+    # the reason keeps torch's own sentence
+    for name in ("weight", "pos_weight"):
+        reason = compiled.grads[name].reason
+        assert reason.startswith("The function 'binary_cross_entropy_with_logits' is not "
+                                 f"differentiable with respect to argument '{name}'")
+        assert "torch.compile" in reason
+    # a new size reuses the compiled function (dynamic=True)
+    bigger = np.linspace(-3.0, 3.0, 30).reshape(10, 3)
+    again = BACKEND.run(Call(impl, "cpu", "float32", bigger, np.full_like(bigger, 0.5), W, P,
+                             "mean", ("input",)))
+    want, _ = expected(bigger, np.full_like(bigger, 0.5), W, P, "mean")
+    assert_close(again.value, want, "float32")
+    keys = [k for k in torch_backend._COMPILED if k[0] == impl]
+    assert len(keys) == 1
+
+
+def test_a_missing_compiler_is_unsupported_with_the_way_to_get_one(monkeypatch):
+    from torch._inductor import cpp_builder, exc
+
+    def no_compiler() -> str:
+        raise exc.InvalidCxxCompiler()
+
+    monkeypatch.setattr(cpp_builder, "get_cpp_compiler", no_compiler)
+    monkeypatch.setattr(torch_backend, "_COMPILER", [])
+    call = Call("functional+compile", "cpu", "float32", X, Y)
+    with pytest.raises(Unsupported, match=r"no working C\+\+ compiler.*apt-get install g\+\+"):
+        BACKEND.run(call)
+    with pytest.raises(Unsupported, match="apt-get install g"):
+        BACKEND.snippet(call)
+    assert BACKEND.run(Call("functional", *_rest(call))).value.dtype == np.float32
+
+
+def test_compiled_snippet_compiles_the_same_call():
+    call = Call("module+compile", "cpu", "float32", X, Y, W, None, "sum", ("input",))
+    source = BACKEND.snippet(call)
+    compile(source, "snippet", "exec")
+    assert "@torch.compile(dynamic=True)\ndef loss_fn(x, y, weight):" in source
+    assert "torch.nn.BCEWithLogitsLoss(weight=weight, reduction='sum')(x, y)" in source

@@ -1,16 +1,10 @@
-"""The conformance suite: every installed backend against the reference.
+"""The conformance suite in this checkout's own test run (plain `pytest`).
 
-Parametrized by the harness's pytest plugin (harness/pytest_plugin.py) over backend ×
-dtype: each item runs that backend's implementations and devices over every case in
-that dtype, once; narrow it with --backend / --device / --dtype / --cases.
+The suite itself lives in the package (harness/conformance/test_conformance.py), so
+a plugin author runs the same items from anywhere with
+`python -m pytest --pyargs harness.conformance --backend NAME`.
 """
 
-import pytest
+from harness.conformance.test_conformance import pytestmark, test_conformance
 
-from harness.pytest_plugin import run_conformance
-
-pytestmark = pytest.mark.conformance
-
-
-def test_conformance(conformance, request):
-    run_conformance(conformance, request.config)
+__all__ = ["pytestmark", "test_conformance"]

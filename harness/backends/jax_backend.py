@@ -1,4 +1,4 @@
-"""JAX: the loss as JAX users write it, and optax's, both eager (not jitted).
+"""JAX: the loss as JAX users write it, and optax's, eager and under `jax.jit`.
 
 - `jax.nn`: JAX has no BCE-with-logits of its own, so users write
   `-(y·log_sigmoid(x)·pos_weight + (1 − y)·log_sigmoid(−x))·weight` with
@@ -16,6 +16,13 @@ results do not depend on how the surrounding process configured JAX.
 
 Gradients come from `jax.vjp` with respect to every argument given, seeded with
 ones (the gradient of the sum for "none"). jax is imported only when needed.
+
+Compiled (run only with `--compiled`; `eager_twins()` pairs each with its eager one):
+`jax.nn+jit` and `optax+jit` are the same functions with the value and the vjp
+inside one `jax.jit` function, as a training step computes them: XLA compiles and
+fuses the whole forward and backward. One jitted function per (implementation,
+reduction, arguments given, gradients wanted), kept in `_JITTED`; jit itself caches
+an executable per shape, dtype and x64 mode.
 """
 
 from __future__ import annotations
@@ -33,16 +40,17 @@ from harness.backends._common import (
     SNIPPET_NAMES,
     adapter_reduction,
     arguments,
-    check_grads,
-    check_implementation,
-    cuda_index,
     import_problem,
     literals,
+    prepare,
     too_large,
 )
 from harness.protocol import DTYPES, Call, Result, Unsupported
 
 IMPLEMENTATIONS: tuple[str, ...] = ("jax.nn", "optax")
+#: compiled implementation -> its eager twin (the `eager_twins()` hook)
+COMPILED: dict[str, str] = {"jax.nn+jit": "jax.nn", "optax+jit": "optax"}
+_ALL: tuple[str, ...] = IMPLEMENTATIONS + tuple(COMPILED)
 
 # Distributions whose versions shape the numbers on a GPU, when installed.
 _CUDA_PLUGINS = ("jax-cuda12-plugin", "jax-cuda13-plugin")
@@ -54,6 +62,12 @@ _DESCRIPTIONS = {
     "optax": "optax.sigmoid_binary_cross_entropy(logits=input, labels=target) is elementwise: "
              "the adapter multiplies by weight and reduces with jnp.mean / jnp.sum. No "
              "pos_weight (Unsupported); optax casts labels to the logits' dtype.",
+    "jax.nn+jit": "The 'jax.nn' expression and its reduction with the value and jax.vjp (seeded "
+                  "with ones) inside one jax.jit function: XLA compiles and fuses forward and "
+                  "backward together; float64 under a call-scoped jax.enable_x64.",
+    "optax+jit": "The 'optax' call (times weight, reduced) with the value and jax.vjp (seeded "
+                 "with ones) inside one jax.jit function: XLA compiles and fuses forward and "
+                 "backward together. No pos_weight (Unsupported).",
 }
 
 
@@ -84,7 +98,10 @@ class JaxBackend:
         return list(DTYPES)
 
     def implementations(self) -> list[str]:
-        return list(IMPLEMENTATIONS)
+        return list(_ALL)
+
+    def eager_twins(self) -> dict[str, str]:
+        return dict(COMPILED)
 
     def describe(self, implementation: str) -> str:
         return _DESCRIPTIONS.get(implementation, "")
@@ -94,9 +111,7 @@ class JaxBackend:
         import jax.numpy as jnp
 
         _persistent_cache(jax)
-        check_implementation(call, IMPLEMENTATIONS, self.name)
-        check_grads(call)
-        index = cuda_index(call.device, self.devices(), self.name)
+        index = prepare(call, _ALL, self.name, self.devices())
         device = jax.devices("cpu")[0] if index is None else _cuda_devices()[index]
         elementwise = _elementwise(call)
         adapter_reduction(call.reduction, _function_name(call.implementation))
@@ -114,6 +129,8 @@ class JaxBackend:
 
         with _x64(jax, x64), _missing_kernel_is_unsupported(jax):
             values = [jax.device_put(host[n], device) for n in names]
+            if call.implementation in COMPILED:
+                return _run_jitted(jax, call, names, host, values, loss)
             if not call.grads:
                 return Result(value=np.array(loss(*values)))
             out, vjp = jax.vjp(loss, *values)
@@ -132,9 +149,7 @@ class JaxBackend:
         """A JAX-only program making the call `run` makes, printing value and gradients."""
         import jax
 
-        check_implementation(call, IMPLEMENTATIONS, self.name)
-        check_grads(call)
-        index = cuda_index(call.device, self.devices(), self.name)
+        index = prepare(call, _ALL, self.name, self.devices())
         _elementwise(call)  # raises the same Unsupported as `run`, before anything is written
         adapter_reduction(call.reduction, _function_name(call.implementation))
         device = "jax.devices('cpu')[0]" if index is None else f"jax.devices('cuda')[{index}]"
@@ -142,7 +157,8 @@ class JaxBackend:
 
 
 def _snippet(call: Call, device: str, scoped_x64: bool) -> str:
-    optax = call.implementation == "optax"
+    optax = COMPILED.get(call.implementation, call.implementation) == "optax"
+    jit = call.implementation in COMPILED
     lines = ["import jax", "import jax.numpy as jnp", "import numpy as np"]
     if optax:
         lines.append("import optax")
@@ -167,6 +183,13 @@ def _snippet(call: Call, device: str, scoped_x64: bool) -> str:
     lines.append("    return jnp.mean(out)" if call.reduction == "mean" else
                  "    return jnp.sum(out)" if call.reduction == "sum" else "    return out")
     lines += ["", ""]
+    args = ", ".join(variables)
+    if jit:  # the value and the vjp in one compiled function, as a training step has them
+        lines += ["@jax.jit", f"def step({args}):"]
+        lines += ([f"    out, vjp = jax.vjp(loss, {args})",
+                   "    return out, vjp(jnp.ones_like(out))"] if call.grads else
+                  [f"    return loss({args})"])
+        lines += ["", ""]
     if scoped_x64:
         lines.append(f"with jax.enable_x64({x64}):")
     else:
@@ -176,17 +199,17 @@ def _snippet(call: Call, device: str, scoped_x64: bool) -> str:
         np_dtype = "jnp.bfloat16" if dtype == "bfloat16" else f"np.{dtype}"
         body.append(f"{SNIPPET_NAMES[name]} = jax.device_put(np.array({source}, "
                     f"dtype={np_dtype}), device)")
-    args = ", ".join(variables)
     if not call.grads:
-        body += [f"out = loss({args})",
+        body += [f"out = {'step' if jit else 'loss'}({args})",
                  "print('value', np.array(out).astype('float64').tolist())",
                  "print('dtype', out.dtype.name)"]
     else:
-        body += [f"out, vjp = jax.vjp(loss, {args})",
-                 "print('value', np.array(out).astype('float64').tolist())",
+        body += ([f"out, cotangents = step({args})"] if jit else
+                 [f"out, vjp = jax.vjp(loss, {args})", "cotangents = vjp(jnp.ones_like(out))"])
+        body += ["print('value', np.array(out).astype('float64').tolist())",
                  "print('dtype', out.dtype.name)",
                  f"{', '.join('g_' + v for v in variables)}{',' * (len(variables) == 1)} = "
-                 "vjp(jnp.ones_like(out))"]
+                 "cotangents"]
         for name in call.grads:
             var = SNIPPET_NAMES[name]
             if call.dtype_of(name) in DTYPES:
@@ -202,7 +225,7 @@ def _elementwise(call: Call) -> Callable[[dict[str, Any]], Any]:
     """The elementwise loss of `call.implementation`; raises Unsupported before any work."""
     import jax
 
-    if call.implementation == "jax.nn":
+    if COMPILED.get(call.implementation, call.implementation) == "jax.nn":
 
         def written_by_hand(t: dict[str, Any]) -> Any:
             x, y = t["input"], t["target"]
@@ -232,9 +255,39 @@ def _elementwise(call: Call) -> Callable[[dict[str, Any]], Any]:
 
 
 def _function_name(implementation: str) -> str:
-    if implementation == "optax":
+    if COMPILED.get(implementation, implementation) == "optax":
         return "optax.sigmoid_binary_cross_entropy"
     return "the jax.nn.log_sigmoid expression"
+
+
+#: (implementation, reduction, arguments given, gradients wanted?) -> jitted function
+_JITTED: dict[tuple[Any, ...], Callable[..., Any]] = {}
+
+
+def _run_jitted(jax: Any, call: Call, names: list[str], host: dict[str, np.ndarray],
+                values: list[Any], loss: Callable[..., Any]) -> Result:
+    """Value and vjp in one jax.jit function (jit caches an executable per shape)."""
+    import jax.numpy as jnp
+
+    key = (call.implementation, call.reduction, tuple(names), bool(call.grads))
+    step = _JITTED.get(key)
+    if step is None:
+        if call.grads:
+            def value_and_cotangents(*args: Any) -> Any:
+                out, vjp = jax.vjp(loss, *args)
+                return out, vjp(jnp.ones_like(out))
+
+            step = jax.jit(value_and_cotangents)
+        else:
+            step = jax.jit(loss)
+        _JITTED[key] = step
+    if not call.grads:
+        return Result(value=np.array(step(*values)))
+    out, cotangents = step(*values)
+    by_name = dict(zip(names, cotangents, strict=True))
+    return Result(value=np.array(out),
+                  grads={name: _gradient(jax, name, by_name[name], host[name])
+                         for name in call.grads})
 
 
 def _gradient(jax: Any, name: str, cotangent: Any, primal: np.ndarray) -> Any:

@@ -14,7 +14,24 @@
 - `keras-probs`: `tf.math.sigmoid`, then `BinaryCrossentropy(from_logits=False)`,
   which clips probabilities to [epsilon, 1 - epsilon] (1e-7). `tf.math.sigmoid`
   is used because `keras.ops.sigmoid` / `keras.activations.sigmoid` tag their
-  output with `_keras_logits`, and Keras then silently uses the logits.
+  output with `_keras_logits`, and Keras then silently uses the logits. The sigmoid
+  is the last op before the loss (after the adapter's trailing axis), as a model's
+  output layer is: that is what Keras inspects in graph mode (below).
+
+Compiled (run only with `--compiled`; `eager_twins()` pairs each with its eager one):
+`X+function` is implementation X inside `tf.function` (graph mode), `X+xla` inside
+`tf.function(jit_compile=True)` (XLA), for every X; the value and the gradients
+(a GradientTape inside the function) are one traced function, as a training step
+has them. Each is traced for an input_signature with every dimension unknown, as
+a model's batch dimension is in training, so sizes never retrace and the graph does
+not depend on which shapes came first (XLA still compiles once per concrete shape).
+One tf.function per (implementation, reduction, device, argument dtypes and ranks,
+gradients wanted), kept in `_FUNCTIONS`.
+In graph mode Keras's `binary_crossentropy` looks at the op that produced the
+probabilities: a `Sigmoid` op makes it take that op's input as logits and compute
+`from_logits=True` (keras/src/backend/tensorflow/nn.py, `_get_logits`), so
+`keras-probs+function` is not the clipped loss `keras-probs` is
+(tensorflow/tensorflow#118313).
 
 tensorflow is imported only when a method needs it (about 5 s).
 """
@@ -33,17 +50,19 @@ from harness.backends._common import (
     SNIPPET_NAMES,
     adapter_reduction,
     arguments,
-    check_grads,
-    check_implementation,
-    cuda_index,
     import_problem,
     literals,
+    prepare,
     too_large,
     uses_numpy,
 )
 from harness.protocol import DTYPES, Call, Result, Unsupported
 
 IMPLEMENTATIONS: tuple[str, ...] = ("sigmoid", "weighted", "keras", "keras-probs")
+#: compiled implementation -> its eager twin (the `eager_twins()` hook)
+COMPILED: dict[str, str] = {f"{i}+{mode}": i for mode in ("function", "xla")
+                            for i in IMPLEMENTATIONS}
+_ALL: tuple[str, ...] = IMPLEMENTATIONS + tuple(COMPILED)
 
 # Keras's default reduction divides the sum by the number of loss elements, which
 # after the adapter's trailing axis is the input's element count: torch's mean.
@@ -70,8 +89,18 @@ _DESCRIPTIONS = {
              "keras.config.floatx() (float32), whatever the input dtype.",
     "keras-probs": "tf.math.sigmoid(input), then keras.losses.BinaryCrossentropy("
                    "from_logits=False), which clips probabilities to [1e-7, 1 - 1e-7]; same "
-                   "reshape, reduction mapping and float32 computation as 'keras'.",
+                   "reshape, reduction mapping and float32 computation as 'keras' (the sigmoid "
+                   "is applied after the adapter's trailing axis, the last op before the loss).",
 }
+_COMPILED_HOW = {
+    "function": "inside tf.function (graph mode, Grappler's optimizations)",
+    "xla": "inside tf.function(jit_compile=True) (XLA, one compilation per shape)",
+}
+for _name, _eager in COMPILED.items():
+    _DESCRIPTIONS[_name] = (f"'{_eager}' {_COMPILED_HOW[_name.rsplit('+', 1)[1]]}: the value and "
+                            "the gradients (a GradientTape inside the function) are one traced "
+                            "function, as in a training step; traced for an input_signature with "
+                            "every dimension unknown, as a model's batch dimension.")
 
 
 class TensorFlowBackend:
@@ -111,7 +140,10 @@ class TensorFlowBackend:
         return list(DTYPES)
 
     def implementations(self) -> list[str]:
-        return list(IMPLEMENTATIONS)
+        return list(_ALL)
+
+    def eager_twins(self) -> dict[str, str]:
+        return dict(COMPILED)
 
     def describe(self, implementation: str) -> str:
         return _DESCRIPTIONS.get(implementation, "")
@@ -119,11 +151,11 @@ class TensorFlowBackend:
     def run(self, call: Call) -> Result:
         import tensorflow as tf
 
-        check_implementation(call, IMPLEMENTATIONS, self.name)
-        check_grads(call)
-        index = cuda_index(call.device, self.devices(), self.name)
+        index = prepare(call, _ALL, self.name, self.devices())
         loss_fn = _loss_function(call)
         device = "/CPU:0" if index is None else f"/GPU:{index}"
+        if call.implementation in COMPILED:
+            return _run_compiled(call, device, index, loss_fn)
         with tf.device(device):
             # tf.identity inside the device scope puts each argument on that device.
             tensors = {n: tf.identity(tf.constant(a)) for n, a in arguments(call).items()}
@@ -157,15 +189,14 @@ class TensorFlowBackend:
 
     def snippet(self, call: Call) -> str:
         """A TensorFlow-only program making the call `run` makes, printing value and gradients."""
-        check_implementation(call, IMPLEMENTATIONS, self.name)
-        check_grads(call)
-        index = cuda_index(call.device, self.devices(), self.name)
+        index = prepare(call, _ALL, self.name, self.devices())
         _loss_function(call)  # raises the same Unsupported as `run`, before anything is written
         return _snippet(call, "/CPU:0" if index is None else f"/GPU:{index}")
 
 
 def _snippet(call: Call, device: str) -> str:
-    impl, reduction = call.implementation, call.reduction
+    impl, reduction = COMPILED.get(call.implementation, call.implementation), call.reduction
+    mode = call.implementation.rsplit("+", 1)[1] if call.implementation in COMPILED else None
     keras = impl in ("keras", "keras-probs")
     values = literals(call)
     lines = ["import tensorflow as tf"] + (["import keras"] if keras else [])
@@ -177,11 +208,10 @@ def _snippet(call: Call, device: str) -> str:
     if keras:
         lines.append(f"loss_fn = keras.losses.BinaryCrossentropy(from_logits={impl == 'keras'}, "
                      f"reduction={_KERAS_REDUCTION.get(reduction, reduction)!r})")
-    lines.append(f"with tf.device({device!r}):")
-    body = []
+    setup: list[str] = []
     for name, (source, dtype) in values.items():
-        body.append(f"{SNIPPET_NAMES[name]} = tf.identity(tf.constant({source}, "
-                    f"dtype=tf.{dtype}))")
+        setup.append(f"{SNIPPET_NAMES[name]} = tf.identity(tf.constant({source}, "
+                     f"dtype=tf.{dtype}))")
     watched, wanted = [], []
     for name in values:
         floating = call.dtype_of(name) in DTYPES
@@ -191,35 +221,57 @@ def _snippet(call: Call, device: str) -> str:
             if floating:
                 wanted.append(name)
             else:
-                body.append(f"# {SNIPPET_NAMES[name]} is {call.dtype_of(name)}: "
-                            "tf.GradientTape cannot watch it, so its gradient is not asked for")
-    body.append("with tf.GradientTape() as tape:")
-    body += [f"    tape.watch({var})" for var in watched]
+                setup.append(f"# {SNIPPET_NAMES[name]} is {call.dtype_of(name)}: "
+                             "tf.GradientTape cannot watch it, so its gradient is not asked for")
+    # the forward under a tape, then the gradients: inline (eager) or as one tf.function
+    compute = ["with tf.GradientTape() as tape:"]
+    compute += [f"    tape.watch({var})" for var in watched]
     if keras:
-        x = "x" if impl == "keras" else "tf.math.sigmoid(x)"
+        x = ("tf.expand_dims(x, -1)" if impl == "keras" else
+             "tf.math.sigmoid(tf.expand_dims(x, -1))")
         sample = ", sample_weight=weight" if "weight" in values else ""
-        body.append("    # a trailing axis of length 1: Keras's mean over the last axis is exact")
-        body.append(f"    loss = loss_fn(tf.expand_dims(y, -1), tf.expand_dims({x}, -1){sample})")
+        compute.append("    # a trailing axis of length 1: Keras's mean over the last axis is "
+                       "exact")
+        if impl == "keras-probs":
+            compute.append("    # the sigmoid is the last op before the loss, as a model's "
+                           "output layer")
+        compute.append(f"    loss = loss_fn(tf.expand_dims(y, -1), {x}{sample})")
     else:
         if impl == "sigmoid":
-            body.append("    loss = tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=x)")
+            compute.append("    loss = tf.nn.sigmoid_cross_entropy_with_logits(labels=y, "
+                           "logits=x)")
         else:
-            body.append("    loss = tf.nn.weighted_cross_entropy_with_logits(labels=y, logits=x, "
-                        "pos_weight=pos_weight)")
+            compute.append("    loss = tf.nn.weighted_cross_entropy_with_logits(labels=y, "
+                           "logits=x, pos_weight=pos_weight)")
         if "weight" in values:
-            body.append("    loss = loss * weight")
+            compute.append("    loss = loss * weight")
         if reduction in ("mean", "sum"):
-            body.append(f"    loss = tf.reduce_{reduction}(loss)")
-    body += ["print('device', loss.device)",
-             "print('value', loss.numpy().astype('float64').tolist())",
-             "print('dtype', loss.dtype.name)"]
+            compute.append(f"    loss = tf.reduce_{reduction}(loss)")
+    variables = ", ".join(SNIPPET_NAMES[n] for n in wanted)
+    gradients = (f"tape.gradient(loss, [{variables}], output_gradients=tf.ones_like(loss))"
+                 if wanted else "[]")
+    if mode is not None:
+        params = ", ".join(SNIPPET_NAMES[n] for n in values)
+        specs = ", ".join(f"tf.TensorSpec({[None] * np.ndim(getattr(call, n))!r}, tf.{dtype})"
+                          for n, (_, dtype) in values.items())
+        lines += ["", "", "# every dimension unknown, as a model's batch dimension in training",
+                  f"@tf.function(input_signature=[{specs}]"
+                  + (", jit_compile=True)" if mode == "xla" else ")"),
+                  f"def step({params}):"]
+        lines += ["    " + line for line in compute]
+        lines += [f"    return loss, {gradients}", "", ""]
+        compute = [f"loss, grads = step({params})"]
+    elif wanted:
+        compute.append(f"grads = {gradients}")
+    body = [*setup, *compute,
+            "print('device', loss.device)",
+            "print('value', loss.numpy().astype('float64').tolist())",
+            "print('dtype', loss.dtype.name)"]
     if wanted:
-        variables = ", ".join(SNIPPET_NAMES[n] for n in wanted)
-        body += [f"grads = tape.gradient(loss, [{variables}], "
-                 "output_gradients=tf.ones_like(loss))",
-                 f"for name, g in zip({wanted!r}, grads):",
+        body += [f"for name, g in zip({wanted!r}, grads):",
                  "    print('grad ' + name, None if g is None else "
                  "g.numpy().astype('float64').tolist())"]
+    lines.append(f"with tf.device({device!r}):")
     lines += ["    " + line for line in body]
     return "\n".join(lines) + "\n"
 
@@ -228,7 +280,7 @@ def _loss_function(call: Call) -> Callable[[dict[str, Any]], Any]:
     """The user's call for `call.implementation`; raises Unsupported before any work."""
     import tensorflow as tf
 
-    impl, reduction = call.implementation, call.reduction
+    impl, reduction = COMPILED.get(call.implementation, call.implementation), call.reduction
     if impl in ("keras", "keras-probs"):
         keras, problem = _keras()
         if keras is None:
@@ -244,9 +296,10 @@ def _loss_function(call: Call) -> Callable[[dict[str, Any]], Any]:
             from_logits=impl == "keras", reduction=_KERAS_REDUCTION.get(reduction, reduction))
 
         def keras_loss(t: dict[str, Any]) -> Any:
-            x = t["input"] if impl == "keras" else tf.math.sigmoid(t["input"])
-            return loss_obj(tf.expand_dims(t["target"], -1), tf.expand_dims(x, -1),
-                            sample_weight=t.get("weight"))
+            x = tf.expand_dims(t["input"], -1)
+            if impl == "keras-probs":  # the last op before the loss, as a model's output layer
+                x = tf.math.sigmoid(x)
+            return loss_obj(tf.expand_dims(t["target"], -1), x, sample_weight=t.get("weight"))
 
         return keras_loss
 
@@ -277,6 +330,64 @@ def _loss_function(call: Call) -> Callable[[dict[str, Any]], Any]:
         return loss
 
     return nn_loss
+
+
+#: (implementation, reduction, device, ((argument, dtype, rank), ...), gradients) -> tf.function
+#: traced for an input_signature with every dimension unknown (`_signature`)
+_FUNCTIONS: dict[tuple[Any, ...], Any] = {}
+
+
+def _run_compiled(call: Call, device: str, index: int | None,
+                  loss_fn: Callable[[dict[str, Any]], Any]) -> Result:
+    """Value and gradients from one tf.function (graph mode, or XLA for `+xla`)."""
+    import tensorflow as tf
+
+    host = arguments(call)
+    grads: dict[str, np.ndarray | Unsupported] = {}
+    for name in call.grads:
+        if not tf.as_dtype(host[name].dtype).is_floating:
+            grads[name] = Unsupported("The dtype of the watched tensor must be floating (e.g. "
+                                      f"tf.float32), got {tf.as_dtype(host[name].dtype)!r}")
+    wanted = tuple(n for n in call.grads if n not in grads)
+    names = list(host)
+    key = (call.implementation, call.reduction, device,
+           tuple((n, call.dtype_of(n), a.ndim) for n, a in host.items()), wanted)
+    step = _FUNCTIONS.get(key)
+    if step is None:
+        watched = [n for n in names if tf.as_dtype(host[n].dtype).is_floating]
+
+        def value_and_gradients(*args: Any) -> Any:
+            tensors = dict(zip(names, args, strict=True))
+            with tf.GradientTape() as tape:
+                for name in watched:
+                    tape.watch(tensors[name])
+                loss = loss_fn(tensors)
+            if not wanted:
+                return loss, []
+            return loss, tape.gradient(loss, [tensors[n] for n in wanted],
+                                       output_gradients=tf.ones_like(loss))
+
+        step = _FUNCTIONS[key] = tf.function(
+            value_and_gradients, input_signature=_signature(host),
+            jit_compile=call.implementation.endswith("+xla"))
+    with tf.device(device), _missing_kernel_is_unsupported():
+        tensors = [tf.identity(tf.constant(host[n])) for n in names]
+        loss, computed = step(*tensors)
+    _check_placement(loss, index)
+    for name, g in zip(wanted, computed, strict=True):
+        grads[name] = (g.numpy() if g is not None else Unsupported(
+            f"tf.GradientTape.gradient returned None for {name}: the loss does not depend on "
+            "it differentiably"))
+    return Result(value=loss.numpy(), grads={name: grads[name] for name in call.grads})
+
+
+def _signature(host: dict[str, np.ndarray]) -> list[Any]:
+    """Every dimension unknown, as a model's batch dimension is in training: one trace
+    per rank and dtype, whatever the sizes, and the same graph whatever was traced
+    before (XLA still compiles once per concrete shape)."""
+    import tensorflow as tf
+
+    return [tf.TensorSpec([None] * a.ndim, tf.as_dtype(a.dtype)) for a in host.values()]
 
 
 def _keras() -> tuple[Any, str | None]:

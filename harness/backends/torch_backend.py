@@ -3,11 +3,20 @@
 - `functional`: `torch.nn.functional.binary_cross_entropy_with_logits`.
 - `module`: `torch.nn.BCEWithLogitsLoss(weight=, pos_weight=, reduction=)`.
 - `sigmoid+bce`: `torch.sigmoid` then `F.binary_cross_entropy`, the two-step road
-  the seed documents compare against; BCE clamps each log at -100 and has no
+  the README's "Findings" compare against; BCE clamps each log at -100 and has no
   `pos_weight`.
 - `legacy`: the functional call with the deprecated `size_average`/`reduce`
   arguments standing for the reduction. Every combination that stands for the
   same reduction is run and must agree bit for bit; disagreement is an error.
+
+Compiled (run only with `--compiled`; `eager_twins()` pairs each with its eager one):
+
+- `functional+compile` / `module+compile`: the `functional` / `module` call inside
+  a function passed to `torch.compile(dynamic=True)` (Dynamo, then Inductor, which
+  generates C++ on the CPU and so needs a C++ compiler). One compiled function per
+  (implementation, device, reduction, argument dtypes given), kept in `_COMPILED`;
+  `dynamic=True` keeps new sizes from recompiling. Gradients are autograd's through
+  the compiled function (AOTAutograd's compiled backward).
 
 torch is imported only when a method needs it (about 2.6 s), so listing backends
 or importing this module stays cheap.
@@ -16,6 +25,7 @@ or importing this module stays cheap.
 from __future__ import annotations
 
 import re
+import types
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -24,19 +34,21 @@ from typing import Any
 import numpy as np
 
 from harness.backends._common import (
+    ARG_NAMES,
     SNIPPET_NAMES,
     arguments,
-    check_grads,
-    check_implementation,
-    cuda_index,
     import_problem,
     literals,
+    prepare,
     too_large,
     uses_numpy,
 )
 from harness.protocol import DTYPES, Call, Result, Unsupported
 
 IMPLEMENTATIONS: tuple[str, ...] = ("functional", "module", "sigmoid+bce", "legacy")
+#: compiled implementation -> its eager twin (the `eager_twins()` hook)
+COMPILED: dict[str, str] = {"functional+compile": "functional", "module+compile": "module"}
+_ALL: tuple[str, ...] = IMPLEMENTATIONS + tuple(COMPILED)
 
 # size_average/reduce pairs that torch's _Reduction.legacy_get_enum maps to each
 # reduction (None means "not passed"); the first is the canonical spelling.
@@ -69,6 +81,14 @@ _DESCRIPTIONS = {
               "reduce=True; sum: size_average=False, reduce=True); every combination meaning "
               "the same reduction is run and must agree bitwise; the deprecation warning is "
               "silenced.",
+    "functional+compile": "the 'functional' call inside a function compiled with "
+                          "torch.compile(dynamic=True) (Dynamo + Inductor; C++ on the CPU), one "
+                          "compilation per reduction, device and argument dtypes; gradients by "
+                          "autograd through the compiled function.",
+    "module+compile": "the 'module' call (BCEWithLogitsLoss built inside the function) compiled "
+                      "with torch.compile(dynamic=True) (Dynamo + Inductor; C++ on the CPU), one "
+                      "compilation per reduction, device and argument dtypes; gradients by "
+                      "autograd through the compiled function.",
 }
 
 
@@ -110,7 +130,10 @@ class TorchBackend:
         return list(DTYPES)
 
     def implementations(self) -> list[str]:
-        return list(IMPLEMENTATIONS)
+        return list(_ALL)
+
+    def eager_twins(self) -> dict[str, str]:
+        return dict(COMPILED)
 
     def describe(self, implementation: str) -> str:
         return _DESCRIPTIONS.get(implementation, "")
@@ -118,23 +141,23 @@ class TorchBackend:
     def run(self, call: Call) -> Result:
         import torch
 
-        check_implementation(call, IMPLEMENTATIONS, self.name)
-        check_grads(call)
-        index = cuda_index(call.device, self.devices(), self.name)
+        index = prepare(call, _ALL, self.name, self.devices())
         device = torch.device("cpu" if index is None else f"cuda:{index}")
         if call.implementation == "sigmoid+bce" and call.pos_weight is not None:
             raise Unsupported(_NO_POS_WEIGHT)
         if call.implementation == "legacy" and call.reduction in LEGACY:
             return _run_legacy(call, device)
+        if call.implementation in COMPILED:
+            return _evaluate(call, device, _compiled_loss(call, device))
         return _evaluate(call, device, _loss_function(call))
 
     def snippet(self, call: Call) -> str:
         """A torch-only program making the call `run` makes, printing value and gradients."""
-        check_implementation(call, IMPLEMENTATIONS, self.name)
-        check_grads(call)
-        index = cuda_index(call.device, self.devices(), self.name)
+        index = prepare(call, _ALL, self.name, self.devices())
         if call.implementation == "sigmoid+bce" and call.pos_weight is not None:
             raise Unsupported(_NO_POS_WEIGHT)
+        if call.implementation in COMPILED and index is None:
+            _compiler_problem_is_unsupported()
         return _snippet(call, "cpu" if index is None else f"cuda:{index}")
 
 
@@ -143,7 +166,7 @@ def _loss_function(call: Call, **legacy: bool | None) -> Callable[[dict[str, Any
     import torch
     import torch.nn.functional as F
 
-    impl, reduction = call.implementation, call.reduction
+    impl, reduction = COMPILED.get(call.implementation, call.implementation), call.reduction
 
     def loss(t: dict[str, Any]) -> Any:
         if impl == "module":
@@ -213,8 +236,102 @@ def _forward(loss_fn: Callable[[dict[str, Any]], Any], tensors: dict[str, Any],
             name = match.group(1) if match else None
             if name is None or name not in tensors or not tensors[name].requires_grad:
                 raise
-            grads[name] = Unsupported(str(exc))
+            grads[name] = Unsupported(_refusal(exc, match))
             tensors[name].requires_grad_(False)
+
+
+# --- torch.compile (functional+compile, module+compile) ---------------------------
+
+#: (implementation, device type, reduction, ((argument, dtype), ...)) -> compiled function
+_COMPILED: dict[tuple[Any, ...], Callable[..., Any]] = {}
+_COMPILER: list[str | None] = []  # why Inductor has no C++ compiler (None: it has one), once
+# Dynamo keeps at most `recompile_limit` (8) graphs per Python function and beyond that
+# runs the function eagerly, warning once: numbers measured there would be eager's,
+# reported as compiled. So each key gets a function of its own (its own code object,
+# on which Dynamo keeps its cache), the limit is raised for the shapes one key meets
+# (ranks, and sizes 0 and 1, which dynamic=True still specializes), and hitting it is
+# an error rather than a silent fall-back.
+_RECOMPILE_LIMIT = 64
+
+
+def _dynamo_config(torch: Any) -> dict[str, Any]:
+    """The Dynamo settings above, under the names this torch knows (`recompile_limit`
+    was `cache_size_limit` before torch 2.6; older torch cannot fail on the limit)."""
+    config = torch._dynamo.config
+    limit = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    out: dict[str, Any] = {limit: _RECOMPILE_LIMIT}
+    if hasattr(config, "fail_on_recompile_limit_hit"):
+        out["fail_on_recompile_limit_hit"] = True
+    return out
+
+
+def _compiler_problem() -> str | None:
+    """Why Inductor cannot build CPU kernels here (no C++ compiler), or None."""
+    if not _COMPILER:
+        import torch._inductor.config as inductor_config
+        from torch._inductor import cpp_builder
+
+        try:
+            cpp_builder.get_cpp_compiler()
+            problem = None
+        except Exception as exc:  # InvalidCxxCompiler, or a broken compiler
+            tried = [c for c in inductor_config.cpp.cxx if c] if isinstance(
+                inductor_config.cpp.cxx, (list, tuple)) else [inductor_config.cpp.cxx]
+            problem = (f"torch.compile's Inductor backend generates C++ for the CPU and finds no "
+                       f"working C++ compiler (tried {', '.join(map(str, tried))}: "
+                       f"{type(exc).__name__}); install one (e.g. `apt-get install g++`) or "
+                       "point CXX at one")
+        _COMPILER.append(problem)
+    return _COMPILER[0]
+
+
+def _compiler_problem_is_unsupported() -> None:
+    problem = _compiler_problem()
+    if problem is not None:
+        raise Unsupported(problem)
+
+
+def _compiled_loss(call: Call, device: Any) -> Callable[[dict[str, Any]], Any]:
+    """The eager twin's call under torch.compile(dynamic=True), compiled once per key."""
+    import torch
+
+    if device.type == "cpu":  # CUDA kernels are Triton's, not C++
+        _compiler_problem_is_unsupported()
+    given = tuple((n, call.dtype_of(n)) for n in ARG_NAMES if getattr(call, n) is not None)
+    names = [n for n, _ in given]
+    key = (call.implementation, device.type, call.reduction, given)
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        eager = _loss_function(call)
+
+        def body(*tensors: Any) -> Any:
+            return eager(dict(zip(names, tensors, strict=True)))
+
+        name = f"bce_compiled_{len(_COMPILED)}"
+        code = body.__code__.replace(co_name=name)
+        fresh = types.FunctionType(code, body.__globals__, name, None, body.__closure__)
+        compiled = _COMPILED[key] = torch.compile(fresh, dynamic=True)
+
+    settings = _dynamo_config(torch)
+
+    def loss(t: dict[str, Any]) -> Any:
+        with torch._dynamo.config.patch(**settings):
+            return compiled(*(t[n] for n in names))
+
+    return loss
+
+
+def _refusal(exc: RuntimeError, match: re.Match[str]) -> str:
+    """torch's refusal in its own words: the whole message in eager mode; under
+    torch.compile, Dynamo wraps it (TorchRuntimeError, "Dynamo failed to run FX node
+    with fake tensors: ... got RuntimeError(...)"), so its sentence is taken out."""
+    text = str(exc)
+    if text.startswith("The function"):
+        return text
+    sentence = re.search(r"The function '\w+' is not differentiable with respect to argument "
+                         r"'\w+'\.[^\"]*", text)
+    return (f"{sentence.group(0).strip() if sentence else match.group(0)} (raised while "
+            "torch.compile traced the call)")
 
 
 def _run_legacy(call: Call, device: Any) -> Result:
@@ -316,7 +433,21 @@ def _snippet(call: Call, device: str) -> str:
             wanted.append(name)
     keywords = [f"{k}={SNIPPET_NAMES[k]}" for k in ("weight", "pos_weight") if k in values]
     args = "".join(", " + k for k in keywords)
-    if call.implementation == "module":
+    if call.implementation in COMPILED:
+        module_args = ", ".join([*keywords, f"reduction={call.reduction!r}"])
+        expression = (f"torch.nn.BCEWithLogitsLoss({module_args})(x, y)"
+                      if COMPILED[call.implementation] == "module" else
+                      f"F.binary_cross_entropy_with_logits(x, y{args}, "
+                      f"reduction={call.reduction!r})")
+        params = ", ".join(SNIPPET_NAMES[n] for n in values)
+        lines += ["", "",
+                  "# Inductor: C++ on the CPU (needs a C++ compiler), Triton on a GPU",
+                  "@torch.compile(dynamic=True)",
+                  f"def loss_fn({params}):",
+                  f"    return {expression}",
+                  "", "",
+                  f"loss = loss_fn({params})"]
+    elif call.implementation == "module":
         module_args = ", ".join([*keywords, f"reduction={call.reduction!r}"])
         lines += [f"loss_fn = torch.nn.BCEWithLogitsLoss({module_args})",
                   "loss = loss_fn(x, y)"]

@@ -74,6 +74,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="an expectations file on top of the shipped one (repeatable)")
     p.add_argument("--no-shipped-expectations", action="store_true",
                    help="do not load cases/expectations.yaml (only --known files and plugins')")
+    p.add_argument("--compiled", action="store_true",
+                   help="also sweep the backends' compiled implementations (torch.compile, "
+                        "jax.jit, tf.function), as `report --compiled`")
     p.add_argument("--quiet", action="store_true", help="print only the final summary")
 
 
@@ -155,7 +158,8 @@ def _plan(args: argparse.Namespace) -> Any:
                 stride=args.stride, limit=args.limit,
                 shard_logits=shard + (shard % 2),
                 chunk=args.chunk or DEFAULT_CHUNK, devices=tuple(args.device), known=known,
-                shipped=not args.no_shipped_expectations, timeout=args.timeout)
+                shipped=not args.no_shipped_expectations, timeout=args.timeout,
+                compiled=args.compiled)
 
 
 def _cores() -> int:

@@ -93,6 +93,7 @@ class Plan:
     devices: tuple[str, ...] = ()  # only these devices; () every device a backend has
     known: tuple[str, ...] = ()  # expectation files on top of the shipped list
     shipped: bool = True
+    compiled: bool = False  # the backends' compiled implementations (eager_twins) too
     worker_log: str | None = field(default=None, compare=False)  # our LocalCluster's stderr
     timeout: float | None = field(default=None, compare=False)  # seconds per backend shard
 

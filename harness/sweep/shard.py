@@ -135,8 +135,9 @@ def compute(plan: Plan, spec: str, name: str, shard: Shard,
     devices = [d for d in b.devices() if not plan.devices or d in plan.devices]
     impls_out = []
     backend_s = judge_s = 0.0
+    compiled = set(getattr(b, "eager_twins", dict)()) if not plan.compiled else set()
     for device in devices:
-        for impl in b.implementations():
+        for impl in [i for i in b.implementations() if i not in compiled]:
             ledger = judging.Ledger()
             per_q: dict[str, list[dict[str, Any]]] = {q: [] for q in exact.QUANTITIES}
             worst: dict[str, list[dict[str, Any]]] = {q: [] for q in exact.QUANTITIES}
