@@ -136,9 +136,11 @@ def cmd_cases(args: argparse.Namespace) -> int:
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
-    from harness.run.registry import discover
+    from harness.run.registry import discover, opt_in
 
-    infos = [loaded.info() for loaded in discover(args.plugin)]
+    found = discover(args.plugin)
+    named_only = {loaded.name for loaded in found if opt_in(loaded)}
+    infos = [loaded.info() for loaded in found]
     if args.json:
         print(json.dumps(infos, indent=1))
         return 0
@@ -148,6 +150,8 @@ def cmd_backends(args: argparse.Namespace) -> int:
             continue
         versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
         print(f"{info['name']}: available ({versions})")
+        if info["name"] in named_only:
+            print(f"  runs only when named: --backend {info['name']} (slow; see README.md)")
         print(f"  devices: {', '.join(info['devices'])}")
         print(f"  dtypes: {', '.join(info['dtypes'])}")
         for impl in info["implementations"]:
