@@ -71,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
                         "jax.jit, tf.function), each judged against the reference and "
                         "against its eager twin (check vs-eager); costs a compilation per "
                         "shape (README.md, \"Compiled execution\")")
+    r.add_argument("--forward-mode", action="store_true",
+                   help="also compute forward-mode derivatives (torch.func.jvp, jax.jvp, "
+                        "tf.autodiff.ForwardAccumulator) along a tangent of ones on each "
+                        "argument, judged as checks jvp.input, jvp.target, ... against the "
+                        "reference (README.md, \"Forward mode\")")
     r.add_argument("--quiet", action="store_true", help="print only the final summary line")
     r.add_argument("--shrink", type=int, default=None, metavar="N",
                    help="failing generated cases shrunk to YAML reproductions in OUT/found "
@@ -169,7 +174,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         dtypes=tuple(args.dtype), out=args.out, known=tuple(args.known),
         shipped_expectations=not args.no_shipped_expectations, packed_json=args.packed_json,
         timeout=args.timeout, jobs=args.jobs, shrink=args.shrink, quiet=args.quiet,
-        compiled=args.compiled,
+        compiled=args.compiled, forward_mode=args.forward_mode,
         argv=tuple(sys.argv[1:]))
     return run_report(plan_report(request)).exit_code
 

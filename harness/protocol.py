@@ -44,6 +44,20 @@ class Call:
     arguments, e.g. `{"target": "int64"}`: error-behaviour cases use it to ask
     what a framework does with integer targets or mixed dtypes. A backend casts
     each argument to `call.dtype_of(name)`.
+
+    Two more extensions, sent only to implementations a backend lists in the
+    optional hooks of the same names (so a backend that never heard of them never
+    sees them):
+
+    - `label_smoothing` (a number representable in `dtype`, 0 for none): train on
+      the smoothed target `target * (1 - a) + a / 2`, as Keras's
+      `BinaryCrossentropy(label_smoothing=a)` does; `grads["target"]` is still with
+      respect to `target`. Hook: `label_smoothing() -> list[str]`.
+    - `forward`: argument names whose forward-mode derivative (a Jacobian-vector
+      product, tangent of ones on that argument and zeros on the others) is wanted
+      in `Result.forward`, computed with the framework's forward mode
+      (`torch.func.jvp`, `jax.jvp`, `tf.autodiff.ForwardAccumulator`), never by
+      reverse mode. Hook: `forward_mode() -> list[str]`.
     """
 
     implementation: str
@@ -56,6 +70,8 @@ class Call:
     reduction: str = "mean"
     grads: tuple[str, ...] = ()
     arg_dtypes: dict[str, str] = field(default_factory=dict)
+    label_smoothing: float = 0.0
+    forward: tuple[str, ...] = ()
 
     def dtype_of(self, name: str) -> str:
         """The dtype argument `name` is to be cast to before the framework sees it."""
@@ -69,11 +85,13 @@ class Result:
     `value` keeps the framework's dtype (bfloat16 as `ml_dtypes.bfloat16`) so the
     harness can check the result dtype. A gradient the framework cannot compute
     is an `Unsupported` instance in `grads` instead of an array, so the value and
-    the other gradients are still compared.
+    the other gradients are still compared. `forward` holds the forward-mode
+    derivatives `Call.forward` asked for, shaped like the value, the same way.
     """
 
     value: np.ndarray
     grads: dict[str, np.ndarray | Unsupported] = field(default_factory=dict)
+    forward: dict[str, np.ndarray | Unsupported] = field(default_factory=dict)
 
 
 @runtime_checkable

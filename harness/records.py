@@ -80,6 +80,10 @@ class Check(str, Enum):
     GRAD_TARGET = "grad.target"
     GRAD_WEIGHT = "grad.weight"
     GRAD_POS_WEIGHT = "grad.pos_weight"
+    JVP_INPUT = "jvp.input"
+    JVP_TARGET = "jvp.target"
+    JVP_WEIGHT = "jvp.weight"
+    JVP_POS_WEIGHT = "jvp.pos_weight"
     RAISES = "raises"
     DTYPE = "dtype"
     SHAPE = "shape"
@@ -97,7 +101,8 @@ class Check(str, Enum):
 
 
 NUMERIC_CHECKS_ENUM = frozenset({Check.VALUE, Check.GRAD_INPUT, Check.GRAD_TARGET,
-                                 Check.GRAD_WEIGHT, Check.GRAD_POS_WEIGHT})
+                                 Check.GRAD_WEIGHT, Check.GRAD_POS_WEIGHT, Check.JVP_INPUT,
+                                 Check.JVP_TARGET, Check.JVP_WEIGHT, Check.JVP_POS_WEIGHT})
 CHECKS: tuple[str, ...] = tuple(c.value for c in Check)
 NUMERIC_CHECKS: tuple[str, ...] = tuple(c.value for c in Check if c.numeric)
 

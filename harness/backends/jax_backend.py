@@ -15,7 +15,12 @@ exactly when the call involves a 64-bit dtype, and explicitly off otherwise, so
 results do not depend on how the surrounding process configured JAX.
 
 Gradients come from `jax.vjp` with respect to every argument given, seeded with
-ones (the gradient of the sum for "none"). jax is imported only when needed.
+ones (the gradient of the sum for "none"); forward-mode derivatives (`Call.forward`,
+eager implementations) from `jax.jvp` along a tangent of ones on one argument.
+Label smoothing (`optax`, `optax+jit`) is `optax.smooth_labels` over the two classes
+`(y, 1 - y)`: optax divides alpha by the last axis's length (num_categories), so a
+user who passes binary labels of shape (N,) straight in smooths toward 1/N instead
+of 1/2. jax is imported only when needed.
 
 Compiled (run only with `--compiled`; `eager_twins()` pairs each with its eager one):
 `jax.nn+jit` and `optax+jit` are the same functions with the value and the vjp
@@ -51,6 +56,8 @@ IMPLEMENTATIONS: tuple[str, ...] = ("jax.nn", "optax")
 #: compiled implementation -> its eager twin (the `eager_twins()` hook)
 COMPILED: dict[str, str] = {"jax.nn+jit": "jax.nn", "optax+jit": "optax"}
 _ALL: tuple[str, ...] = IMPLEMENTATIONS + tuple(COMPILED)
+#: implementations whose forward-mode derivatives are measured (the `forward_mode()` hook)
+FORWARD_MODE: tuple[str, ...] = IMPLEMENTATIONS
 
 # Distributions whose versions shape the numbers on a GPU, when installed.
 _CUDA_PLUGINS = ("jax-cuda12-plugin", "jax-cuda13-plugin")
@@ -143,7 +150,17 @@ class JaxBackend:
             by_name = dict(zip(names, cotangents, strict=True))
             grads = {name: _gradient(jax, name, by_name[name], host[name])
                      for name in call.grads}
-        return Result(value=value, grads=grads)
+            forward = (_forward_mode(jax, call, names, values, loss)
+                       if call.implementation in FORWARD_MODE else {})
+        return Result(value=value, grads=grads, forward=forward)
+
+    def forward_mode(self) -> list[str]:
+        """Implementations whose forward-mode derivatives `run` computes (jax.jvp)."""
+        return list(FORWARD_MODE)
+
+    def label_smoothing(self) -> list[str]:
+        """Implementations that apply `Call.label_smoothing` (optax.smooth_labels)."""
+        return ["optax", "optax+jit"]
 
     def snippet(self, call: Call) -> str:
         """A JAX-only program making the call `run` makes, printing value and gradients."""
@@ -247,11 +264,43 @@ def _elementwise(call: Call) -> Callable[[dict[str, Any]], Any]:
         raise Unsupported(f"optax.sigmoid_binary_cross_entropy{signature} has no pos_weight "
                           f"argument (optax {optax.__version__})")
 
+    alpha = call.label_smoothing
+
     def from_optax(t: dict[str, Any]) -> Any:
-        out = optax.sigmoid_binary_cross_entropy(t["input"], t["target"])
+        y = t["target"]
+        if alpha:  # two classes (y, 1 - y): smooth_labels' alpha / num_categories is alpha / 2
+            y = optax.smooth_labels(jax.numpy.stack([y, 1 - y], -1), alpha)[..., 0]
+        out = optax.sigmoid_binary_cross_entropy(t["input"], y)
         return out * t["weight"] if "weight" in t else out
 
     return from_optax
+
+
+def _forward_mode(jax: Any, call: Call, names: list[str], values: list[Any],
+                  loss: Callable[..., Any]) -> dict[str, Any]:
+    """jax.jvp of the loss along a tangent of ones on each argument in turn (the
+    others held fixed): JAX's forward-mode rules (each primitive's JVP), which reverse
+    mode transposes, evaluated as such."""
+    import jax.numpy as jnp
+
+    out: dict[str, Any] = {}
+    for name in call.forward:
+        i = names.index(name)
+        if not jnp.issubdtype(values[i].dtype, jnp.floating):
+            out[name] = Unsupported(f"{name} is {values[i].dtype}: JAX's forward mode takes "
+                                    "float0 tangents for integer inputs (no derivative)")
+            continue
+
+        def along(a: Any, i: int = i) -> Any:
+            return loss(*values[:i], a, *values[i + 1:])
+
+        try:
+            with _missing_kernel_is_unsupported(jax):
+                _, tangent = jax.jvp(along, (values[i],), (jnp.ones_like(values[i]),))
+            out[name] = np.array(tangent)
+        except Unsupported as exc:
+            out[name] = exc
+    return out
 
 
 def _function_name(implementation: str) -> str:
@@ -269,7 +318,8 @@ def _run_jitted(jax: Any, call: Call, names: list[str], host: dict[str, np.ndarr
     """Value and vjp in one jax.jit function (jit caches an executable per shape)."""
     import jax.numpy as jnp
 
-    key = (call.implementation, call.reduction, tuple(names), bool(call.grads))
+    key = (call.implementation, call.reduction, tuple(names), bool(call.grads),
+           call.label_smoothing)  # the loss closes over the smoothing
     step = _JITTED.get(key)
     if step is None:
         if call.grads:

@@ -15,6 +15,12 @@ one case:
   [epsilon, 1 − epsilon]. Not `keras.ops.sigmoid` / `keras.activations.sigmoid`:
   those tag their output with `_keras_logits` where the tensor type allows it, and
   Keras may then use the logits instead.
+- `keras-last-axis`: `BinaryCrossentropy(from_logits=True)` called without the
+  extra axis, as users call it: `"none"` is the mean over the last axis (the
+  reference's row means, hook `last_axis_mean()`), `"sum"` the sum of the row means.
+
+Every implementation applies a case's label smoothing with Keras's own
+`label_smoothing=` (hook `label_smoothing()`).
 
 What differs between engines is `keras.ops.binary_crossentropy`: Keras forwards it
 to each engine's own formula (keras/src/backend/{jax,torch}/nn.py), and that is
@@ -62,7 +68,12 @@ from harness.backends._common import (
 )
 from harness.protocol import DTYPES, Call, Result, Unsupported
 
-IMPLEMENTATIONS: tuple[str, ...] = ("keras", "keras-probs")
+IMPLEMENTATIONS: tuple[str, ...] = ("keras", "keras-probs", "keras-last-axis")
+#: the implementation whose "none" is Keras's own mean over the last axis (hook
+#: `last_axis_mean()`): the reference's matching quantity is the row means
+LAST_AXIS: tuple[str, ...] = ("keras-last-axis",)
+NO_ROW_WEIGHT = ("Keras applies sample_weight to the row means (the loss without its last "
+                 "axis), so a weight that varies along the last axis has no Keras counterpart")
 
 # Keras's default reduction divides the sum by the number of loss elements, which
 # after the adapter's trailing axis is the input's element count: torch's mean.
@@ -76,32 +87,79 @@ _EXPAND = {"jax": "jnp.expand_dims({}, -1)", "torch": "torch.unsqueeze({}, -1)",
            "tensorflow": "tf.expand_dims({}, -1)"}
 
 
-def keras_loss(keras: Any, call: Call, expand_dims: Callable[[Any], Any],
+def keras_loss(keras: Any, impl: str, call: Call, expand_dims: Callable[[Any], Any],
                sigmoid: Callable[[Any], Any]) -> Callable[[dict[str, Any]], Any]:
-    """The Keras user's call for `call.implementation`, over a dict of engine tensors.
+    """The Keras user's call for `impl` (keras, keras-probs, keras-last-axis), over a
+    dict of engine tensors; every engine's adapter, TensorFlow's included, uses it.
 
-    Shared by every engine: `expand_dims(t)` appends the length-1 axis and
-    `sigmoid` is the engine's own (see the module docstring). The loss object is
-    built here, before any tensor exists, so an invalid reduction name is Keras's to
-    reject; pos_weight is `Unsupported` before any work.
+    `expand_dims(t)` appends the length-1 axis and `sigmoid` is the engine's own
+    (see the module docstring); keras-probs applies it after the expansion, so the
+    Sigmoid op is the last before the loss, as a model's output layer is (what Keras
+    inspects in a TensorFlow graph). keras-last-axis calls Keras without the extra
+    axis, as users do: its "none" is the mean over the last axis, and the weight,
+    which must be constant along that axis, becomes the rows' sample_weight. The
+    smoothing is Keras's own `label_smoothing`. The loss object is built here, before
+    any tensor exists, so an invalid reduction name is Keras's to reject;
+    pos_weight is `Unsupported` before any work.
     """
-    impl = call.implementation
     if call.pos_weight is not None:
         raise Unsupported(NO_POS_WEIGHT)
+    rows = impl in LAST_AXIS
+    if rows and call.weight is not None and _varies_along_last_axis(call):
+        raise Unsupported(NO_ROW_WEIGHT)
     loss_obj = keras.losses.BinaryCrossentropy(
-        from_logits=impl == "keras",
+        from_logits=impl != "keras-probs", label_smoothing=call.label_smoothing,
         reduction=KERAS_REDUCTION.get(call.reduction, call.reduction))
 
     def loss(t: dict[str, Any]) -> Any:
-        x = t["input"] if impl == "keras" else sigmoid(t["input"])
-        return loss_obj(expand_dims(t["target"]), expand_dims(x),
-                        sample_weight=t.get("weight"))
+        if rows:
+            return loss_obj(t["target"], t["input"], sample_weight=_row_weight(keras, t))
+        x = expand_dims(t["input"])
+        if impl == "keras-probs":
+            x = sigmoid(x)
+        return loss_obj(expand_dims(t["target"]), x, sample_weight=t.get("weight"))
 
     return loss
 
 
+def _varies_along_last_axis(call: Call) -> bool:
+    """Whether the weight, aligned with the input as broadcasting aligns it, has a last
+    axis longer than 1 (so it is not one weight per row)."""
+    shape, wshape = np.shape(call.input), np.shape(call.weight)
+    if not shape:
+        return False
+    padded = (1,) * (len(shape) - len(wshape)) + tuple(wshape)
+    return padded[-1] != 1
+
+
+def _row_weight(keras: Any, t: dict[str, Any]) -> Any:
+    """The weight as one sample_weight per row: broadcast against the input's first
+    column (shape (..., 1), computed from the tensors so a traced graph serves every
+    size), then the last axis dropped."""
+    if "weight" not in t:
+        return None
+    ops = keras.ops
+    x = t["input"]
+    if len(x.shape) == 0:
+        return t["weight"]
+    return ops.squeeze(t["weight"] * ops.ones_like(x[..., :1]), -1)
+
+
 def describe_keras(implementation: str, engine: str, autodiff: str) -> str:
     """What the adapter does around Keras, for one engine (the report shows it)."""
+    smoothing = (" Label smoothing (a case's label_smoothing) is Keras's own "
+                 "BinaryCrossentropy(label_smoothing=).")
+    if implementation == "keras-last-axis":
+        return ("keras.losses.BinaryCrossentropy(from_logits=True, reduction=) called on input "
+                f"and target as they are, as users call it, on Keras's {engine} engine: Keras "
+                "averages over the last axis, so 'none' gives the row means (the reference's "
+                "matching quantity), 'sum' their sum and 'mean' the mean. A weight constant "
+                "along the last axis becomes the rows' sample_weight; one that varies along it "
+                f"is Unsupported, as is pos_weight. Gradients: {autodiff}.{smoothing}")
+    return _describe_keras(implementation, engine, autodiff) + smoothing
+
+
+def _describe_keras(implementation: str, engine: str, autodiff: str) -> str:
     common = ("the adapter appends a length-1 axis to input and target so Keras's mean over "
               "the last axis is exact and 'none' stays elementwise, and maps 'mean' to Keras's "
               "default 'sum_over_batch_size' (sum / element count). Keras computes in "
@@ -212,6 +270,12 @@ class _KerasEngineBackend:
     def implementations(self) -> list[str]:
         return list(IMPLEMENTATIONS)
 
+    def label_smoothing(self) -> list[str]:
+        return list(IMPLEMENTATIONS)
+
+    def last_axis_mean(self) -> list[str]:
+        return list(LAST_AXIS)
+
 
 class KerasJaxBackend(_KerasEngineBackend):
     """Keras 3's BinaryCrossentropy on its JAX engine; CPU and every CUDA GPU JAX sees."""
@@ -253,7 +317,8 @@ class KerasJaxBackend(_KerasEngineBackend):
 
         index = prepare(call, IMPLEMENTATIONS, self.name, self.devices())
         keras = import_keras(self.engine)
-        loss = keras_loss(keras, call, lambda t: jnp.expand_dims(t, -1), jax.nn.sigmoid)
+        loss = keras_loss(keras, call.implementation, call,
+                          lambda t: jnp.expand_dims(t, -1), jax.nn.sigmoid)
         _persistent_cache(jax)
         device = jax.devices("cpu")[0] if index is None else _cuda_devices()[index]
         host = arguments(call)
@@ -321,7 +386,8 @@ class KerasTorchBackend(_KerasEngineBackend):
 
         index = prepare(call, IMPLEMENTATIONS, self.name, self.devices())
         keras = import_keras(self.engine)
-        loss_fn = keras_loss(keras, call, lambda t: torch.unsqueeze(t, -1), torch.sigmoid)
+        loss_fn = keras_loss(keras, call.implementation, call,
+                             lambda t: torch.unsqueeze(t, -1), torch.sigmoid)
         device = torch.device("cpu" if index is None else f"cuda:{index}")
         tensors = {n: _to_tensor(a, device) for n, a in arguments(call).items()}
         grads: dict[str, np.ndarray | Unsupported] = {}
@@ -373,17 +439,37 @@ def _header(call: Call, engine: str, imports: list[str]) -> tuple[list[str], dic
         lines.append("import numpy as np")
     if values is None:
         return [*lines, "", *too_large()], None
-    lines += ["", f"loss_fn = keras.losses.BinaryCrossentropy(from_logits="
-                  f"{call.implementation == 'keras'}, reduction="
-                  f"{KERAS_REDUCTION.get(call.reduction, call.reduction)!r})"]
+    lines += ["", keras_constructor(call.implementation, call)]
     return lines, values
 
 
-def _keras_line(call: Call, engine: str, values: dict) -> str:
-    x = "x" if call.implementation == "keras" else f"{_SIGMOID[engine]}(x)"
-    sample = ", sample_weight=weight" if "weight" in values else ""
+def keras_constructor(impl: str, call: Call) -> str:
+    """The snippet's `loss_fn = keras.losses.BinaryCrossentropy(...)` line for `impl`."""
+    smoothing = (f"label_smoothing={call.label_smoothing!r}, " if call.label_smoothing
+                 else "")
+    return (f"loss_fn = keras.losses.BinaryCrossentropy(from_logits={impl != 'keras-probs'}, "
+            f"{smoothing}reduction={KERAS_REDUCTION.get(call.reduction, call.reduction)!r})")
+
+
+def keras_line(impl: str, call: Call, engine: str, values: dict) -> str:
+    """The snippet's Keras call for `impl`, as `keras_loss` makes it on `engine`."""
+    if impl in LAST_AXIS:  # as users call it: Keras averages the last axis
+        sample = (", sample_weight=keras.ops.squeeze(weight * keras.ops.ones_like(x[..., :1]), -1)"
+                  if "weight" in values and np.ndim(call.input) else
+                  ", sample_weight=weight" if "weight" in values else "")
+        return f"loss_fn(y, x{sample})"
     expand = _EXPAND[engine]
-    return f"loss_fn({expand.format('y')}, {expand.format(x)}{sample})"
+    x = expand.format("x")
+    if impl == "keras-probs":
+        x = f"{_SIGMOID[engine]}({x})"
+    sample = ", sample_weight=weight" if "weight" in values else ""
+    return f"loss_fn({expand.format('y')}, {x}{sample})"
+
+
+def axis_comment(impl: str) -> str:
+    if impl in LAST_AXIS:
+        return "# no extra axis: Keras averages over the last axis, as users get it"
+    return "# a trailing axis of length 1: Keras's mean over the last axis is exact"
 
 
 def _jax_snippet(call: Call, device: str, scoped_x64: bool) -> str:
@@ -396,8 +482,8 @@ def _jax_snippet(call: Call, device: str, scoped_x64: bool) -> str:
         return "\n".join(lines)
     variables = [SNIPPET_NAMES[n] for n in values]
     lines += ["", "", f"def loss({', '.join(variables)}):",
-              "    # a trailing axis of length 1: Keras's mean over the last axis is exact",
-              f"    return {_keras_line(call, 'jax', values)}", "", ""]
+              f"    {axis_comment(call.implementation)}",
+              f"    return {keras_line(call.implementation, call, 'jax', values)}", "", ""]
     lines.append(f"with jax.enable_x64({x64}):" if scoped_x64 else
                  f"with {'enable_x64' if x64 else 'disable_x64'}():")
     body = [f"device = {device}"]
@@ -447,8 +533,8 @@ def _torch_snippet(call: Call, device: str) -> str:
                          "gradients, so its gradient is not asked for")
     lines += ["# keras.device: Keras's torch engine otherwise moves tensors to its own device",
               "with keras.device(str(device)):",
-              "    # a trailing axis of length 1: Keras's mean over the last axis is exact",
-              f"    loss = {_keras_line(call, 'torch', values)}",
+              f"    {axis_comment(call.implementation)}",
+              f"    loss = {keras_line(call.implementation, call, 'torch', values)}",
               "print('value', loss.detach().cpu().double().tolist())",
               "print('dtype', str(loss.dtype).split('.')[-1])"]
     if wanted:

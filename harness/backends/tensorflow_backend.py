@@ -17,6 +17,15 @@
   output with `_keras_logits`, and Keras then silently uses the logits. The sigmoid
   is the last op before the loss (after the adapter's trailing axis), as a model's
   output layer is: that is what Keras inspects in graph mode (below).
+- `keras-last-axis`: `BinaryCrossentropy(from_logits=True)` on input and target as
+  they are, as users call it: Keras averages over the last axis, so `"none"` is the
+  row means (tensorflow/tensorflow#35004: a (1,1,1,4) input gives shape (1,1,1)),
+  compared with the reference's row means (hook `last_axis_mean()`).
+
+The Keras implementations are harness/backends/keras_backend.py's `keras_loss`, the
+same on every engine; they apply a case's label smoothing with Keras's own
+`label_smoothing` (hook `label_smoothing()`). Forward mode (`forward_mode()`):
+`sigmoid` and `weighted` also give `tf.autodiff.ForwardAccumulator` derivatives.
 
 Compiled (run only with `--compiled`; `eager_twins()` pairs each with its eager one):
 `X+function` is implementation X inside `tf.function` (graph mode), `X+xla` inside
@@ -26,7 +35,7 @@ has them. Each is traced for an input_signature with every dimension unknown, as
 a model's batch dimension is in training, so sizes never retrace and the graph does
 not depend on which shapes came first (XLA still compiles once per concrete shape).
 One tf.function per (implementation, reduction, device, argument dtypes and ranks,
-gradients wanted), kept in `_FUNCTIONS`.
+gradients wanted, label smoothing), kept in `_FUNCTIONS`.
 In graph mode Keras's `binary_crossentropy` looks at the op that produced the
 probabilities: a `Sigmoid` op makes it take that op's input as logits and compute
 `from_logits=True` (keras/src/backend/tensorflow/nn.py, `_get_logits`), so
@@ -56,18 +65,24 @@ from harness.backends._common import (
     too_large,
     uses_numpy,
 )
+from harness.backends.keras_backend import (
+    LAST_AXIS,
+    axis_comment,
+    describe_keras,
+    keras_constructor,
+    keras_line,
+    keras_loss,
+)
 from harness.protocol import DTYPES, Call, Result, Unsupported
 
-IMPLEMENTATIONS: tuple[str, ...] = ("sigmoid", "weighted", "keras", "keras-probs")
+KERAS_IMPLEMENTATIONS: tuple[str, ...] = ("keras", "keras-probs", "keras-last-axis")
+IMPLEMENTATIONS: tuple[str, ...] = ("sigmoid", "weighted", *KERAS_IMPLEMENTATIONS)
 #: compiled implementation -> its eager twin (the `eager_twins()` hook)
 COMPILED: dict[str, str] = {f"{i}+{mode}": i for mode in ("function", "xla")
                             for i in IMPLEMENTATIONS}
 _ALL: tuple[str, ...] = IMPLEMENTATIONS + tuple(COMPILED)
-
-# Keras's default reduction divides the sum by the number of loss elements, which
-# after the adapter's trailing axis is the input's element count: torch's mean.
-# "sum_over_batch_size" is spelt the same in Keras 2 and 3 ("mean" is Keras 3 only).
-_KERAS_REDUCTION = {"mean": "sum_over_batch_size"}
+#: implementations whose forward-mode derivatives are measured (the `forward_mode()` hook)
+FORWARD_MODE: tuple[str, ...] = ("sigmoid", "weighted")
 
 # A dtype with no kernel on a device: NotFoundError "Could not find device for
 # node: ..." in eager mode, or "No OpKernel was registered ..." / "No registered ...".
@@ -82,16 +97,11 @@ _DESCRIPTIONS = {
                 "pos_weight=) is elementwise: the adapter multiplies by weight and reduces with "
                 "tf.reduce_mean / tf.reduce_sum. It requires pos_weight; calls without one are "
                 "Unsupported here and covered by 'sigmoid'.",
-    "keras": "keras.losses.BinaryCrossentropy(from_logits=True, reduction=) with weight as "
-             "sample_weight; the adapter appends a length-1 axis to input and target so Keras's "
-             "mean over the last axis is exact and 'none' stays elementwise, and maps 'mean' to "
-             "Keras's default 'sum_over_batch_size' (sum / element count). Keras computes in "
-             "keras.config.floatx() (float32), whatever the input dtype.",
-    "keras-probs": "tf.math.sigmoid(input), then keras.losses.BinaryCrossentropy("
-                   "from_logits=False), which clips probabilities to [1e-7, 1 - 1e-7]; same "
-                   "reshape, reduction mapping and float32 computation as 'keras' (the sigmoid "
-                   "is applied after the adapter's trailing axis, the last op before the loss).",
 }
+for _name in KERAS_IMPLEMENTATIONS:
+    _DESCRIPTIONS[_name] = describe_keras(_name, "tensorflow",
+                                          "tf.GradientTape through the Keras call, seeded with "
+                                          "ones")
 _COMPILED_HOW = {
     "function": "inside tf.function (graph mode, Grappler's optimizations)",
     "xla": "inside tf.function(jit_compile=True) (XLA, one compilation per shape)",
@@ -148,6 +158,17 @@ class TensorFlowBackend:
     def describe(self, implementation: str) -> str:
         return _DESCRIPTIONS.get(implementation, "")
 
+    def label_smoothing(self) -> list[str]:
+        """Keras's implementations, eager and compiled: BinaryCrossentropy(label_smoothing=)."""
+        return [i for i in _ALL if COMPILED.get(i, i) in KERAS_IMPLEMENTATIONS]
+
+    def last_axis_mean(self) -> list[str]:
+        return [i for i in _ALL if COMPILED.get(i, i) in LAST_AXIS]
+
+    def forward_mode(self) -> list[str]:
+        """The tf.nn implementations: tf.autodiff.ForwardAccumulator (eager)."""
+        return list(FORWARD_MODE)
+
     def run(self, call: Call) -> Result:
         import tensorflow as tf
 
@@ -185,7 +206,10 @@ class TensorFlowBackend:
                         g = Unsupported(f"tf.GradientTape.gradient returned None for {name}: "
                                         "the loss does not depend on it differentiably")
                     grads[name] = g if isinstance(g, Unsupported) else g.numpy()
-        return Result(value=value, grads={name: grads[name] for name in call.grads})
+            forward = (_forward_mode(call, tensors, loss_fn)
+                       if call.implementation in FORWARD_MODE else {})
+        return Result(value=value, grads={name: grads[name] for name in call.grads},
+                      forward=forward)
 
     def snippet(self, call: Call) -> str:
         """A TensorFlow-only program making the call `run` makes, printing value and gradients."""
@@ -197,7 +221,7 @@ class TensorFlowBackend:
 def _snippet(call: Call, device: str) -> str:
     impl, reduction = COMPILED.get(call.implementation, call.implementation), call.reduction
     mode = call.implementation.rsplit("+", 1)[1] if call.implementation in COMPILED else None
-    keras = impl in ("keras", "keras-probs")
+    keras = impl in KERAS_IMPLEMENTATIONS
     values = literals(call)
     lines = ["import tensorflow as tf"] + (["import keras"] if keras else [])
     if values is None:
@@ -206,8 +230,7 @@ def _snippet(call: Call, device: str) -> str:
         lines.insert(0, "import numpy as np")
     lines.append("")
     if keras:
-        lines.append(f"loss_fn = keras.losses.BinaryCrossentropy(from_logits={impl == 'keras'}, "
-                     f"reduction={_KERAS_REDUCTION.get(reduction, reduction)!r})")
+        lines.append(keras_constructor(impl, call))
     setup: list[str] = []
     for name, (source, dtype) in values.items():
         setup.append(f"{SNIPPET_NAMES[name]} = tf.identity(tf.constant({source}, "
@@ -227,15 +250,11 @@ def _snippet(call: Call, device: str) -> str:
     compute = ["with tf.GradientTape() as tape:"]
     compute += [f"    tape.watch({var})" for var in watched]
     if keras:
-        x = ("tf.expand_dims(x, -1)" if impl == "keras" else
-             "tf.math.sigmoid(tf.expand_dims(x, -1))")
-        sample = ", sample_weight=weight" if "weight" in values else ""
-        compute.append("    # a trailing axis of length 1: Keras's mean over the last axis is "
-                       "exact")
+        compute.append("    " + axis_comment(impl))
         if impl == "keras-probs":
             compute.append("    # the sigmoid is the last op before the loss, as a model's "
                            "output layer")
-        compute.append(f"    loss = loss_fn(tf.expand_dims(y, -1), {x}{sample})")
+        compute.append(f"    loss = {keras_line(impl, call, 'tensorflow', values)}")
     else:
         if impl == "sigmoid":
             compute.append("    loss = tf.nn.sigmoid_cross_entropy_with_logits(labels=y, "
@@ -276,12 +295,40 @@ def _snippet(call: Call, device: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _forward_mode(call: Call, tensors: dict[str, Any],
+                  loss_fn: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+    """tf.autodiff.ForwardAccumulator along a tangent of ones on each argument in turn:
+    TensorFlow's forward mode, which runs each op's JVP (by default a double
+    transposition of its gradient function), on the device the tensors are on."""
+    import tensorflow as tf
+
+    out: dict[str, Any] = {}
+    for name in call.forward:
+        primal = tensors[name]
+        if not primal.dtype.is_floating:
+            out[name] = Unsupported(f"{name} is {primal.dtype.name}: ForwardAccumulator watches "
+                                    "floating-point tensors only")
+            continue
+        try:
+            with _missing_kernel_is_unsupported(), tf.autodiff.ForwardAccumulator(
+                    primals=primal, tangents=tf.ones_like(primal)) as acc:
+                loss = loss_fn(tensors)
+            tangent = acc.jvp(loss)
+        except Unsupported as exc:
+            out[name] = exc
+            continue
+        out[name] = (tangent.numpy() if tangent is not None else Unsupported(
+            f"ForwardAccumulator.jvp returned None for {name}: the loss does not depend on it "
+            "differentiably"))
+    return out
+
+
 def _loss_function(call: Call) -> Callable[[dict[str, Any]], Any]:
     """The user's call for `call.implementation`; raises Unsupported before any work."""
     import tensorflow as tf
 
     impl, reduction = COMPILED.get(call.implementation, call.implementation), call.reduction
-    if impl in ("keras", "keras-probs"):
+    if impl in KERAS_IMPLEMENTATIONS:
         keras, problem = _keras()
         if keras is None:
             raise Unsupported(problem or "keras is not available")
@@ -289,19 +336,7 @@ def _loss_function(call: Call) -> Callable[[dict[str, Any]], Any]:
             raise Unsupported(f"keras is configured for the {keras.backend.backend()!r} backend "
                               "(KERAS_BACKEND); its losses take TensorFlow tensors only on the "
                               "'tensorflow' backend")
-        if call.pos_weight is not None:
-            raise Unsupported("keras.losses.BinaryCrossentropy has no pos_weight argument")
-        # Built before any tensor exists: an invalid reduction name is Keras's to reject.
-        loss_obj = keras.losses.BinaryCrossentropy(
-            from_logits=impl == "keras", reduction=_KERAS_REDUCTION.get(reduction, reduction))
-
-        def keras_loss(t: dict[str, Any]) -> Any:
-            x = tf.expand_dims(t["input"], -1)
-            if impl == "keras-probs":  # the last op before the loss, as a model's output layer
-                x = tf.math.sigmoid(x)
-            return loss_obj(tf.expand_dims(t["target"], -1), x, sample_weight=t.get("weight"))
-
-        return keras_loss
+        return keras_loss(keras, impl, call, lambda t: tf.expand_dims(t, -1), tf.math.sigmoid)
 
     if impl == "sigmoid":
         if call.pos_weight is not None:
@@ -332,7 +367,8 @@ def _loss_function(call: Call) -> Callable[[dict[str, Any]], Any]:
     return nn_loss
 
 
-#: (implementation, reduction, device, ((argument, dtype, rank), ...), gradients) -> tf.function
+#: (implementation, reduction, device, ((argument, dtype, rank), ...), gradients, smoothing)
+#: -> tf.function
 #: traced for an input_signature with every dimension unknown (`_signature`)
 _FUNCTIONS: dict[tuple[Any, ...], Any] = {}
 
@@ -351,7 +387,8 @@ def _run_compiled(call: Call, device: str, index: int | None,
     wanted = tuple(n for n in call.grads if n not in grads)
     names = list(host)
     key = (call.implementation, call.reduction, device,
-           tuple((n, call.dtype_of(n), a.ndim) for n, a in host.items()), wanted)
+           tuple((n, call.dtype_of(n), a.ndim) for n, a in host.items()), wanted,
+           call.label_smoothing)  # the loss closes over the smoothing
     step = _FUNCTIONS.get(key)
     if step is None:
         watched = [n for n in names if tf.as_dtype(host[n].dtype).is_floating]

@@ -18,6 +18,10 @@ Compiled (run only with `--compiled`; `eager_twins()` pairs each with its eager 
   `dynamic=True` keeps new sizes from recompiling. Gradients are autograd's through
   the compiled function (AOTAutograd's compiled backward).
 
+Forward mode (`forward_mode()`): for `functional`, `module` and `sigmoid+bce`, a call
+with `Call.forward` also gets `torch.func.jvp` along a tangent of ones on each named
+argument, in `Result.forward`.
+
 torch is imported only when a method needs it (about 2.6 s), so listing backends
 or importing this module stays cheap.
 """
@@ -49,6 +53,8 @@ IMPLEMENTATIONS: tuple[str, ...] = ("functional", "module", "sigmoid+bce", "lega
 #: compiled implementation -> its eager twin (the `eager_twins()` hook)
 COMPILED: dict[str, str] = {"functional+compile": "functional", "module+compile": "module"}
 _ALL: tuple[str, ...] = IMPLEMENTATIONS + tuple(COMPILED)
+#: implementations whose forward-mode derivatives are measured (the `forward_mode()` hook)
+FORWARD_MODE: tuple[str, ...] = ("functional", "module", "sigmoid+bce")
 
 # size_average/reduce pairs that torch's _Reduction.legacy_get_enum maps to each
 # reduction (None means "not passed"); the first is the canonical spelling.
@@ -149,7 +155,15 @@ class TorchBackend:
             return _run_legacy(call, device)
         if call.implementation in COMPILED:
             return _evaluate(call, device, _compiled_loss(call, device))
-        return _evaluate(call, device, _loss_function(call))
+        loss_fn = _loss_function(call)
+        result = _evaluate(call, device, loss_fn)
+        if call.forward and call.implementation in FORWARD_MODE:
+            result.forward = _forward_mode(call, device, loss_fn)
+        return result
+
+    def forward_mode(self) -> list[str]:
+        """Implementations whose forward-mode derivatives `run` computes (torch.func.jvp)."""
+        return list(FORWARD_MODE)
 
     def snippet(self, call: Call) -> str:
         """A torch-only program making the call `run` makes, printing value and gradients."""
@@ -217,6 +231,46 @@ def _evaluate(call: Call, device: Any, loss_fn: Callable[[dict[str, Any]], Any])
         for name, g in zip(wanted, computed, strict=True):
             grads[name] = g if isinstance(g, Unsupported) else _to_numpy(g)
     return Result(value=value, grads={name: grads[name] for name in call.grads})
+
+
+def _forward_mode(call: Call, device: Any,
+                  loss_fn: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+    """torch.func.jvp of the loss along a tangent of ones on each argument in turn.
+
+    Forward-mode AD (dual numbers through each op's forward derivative formula), not
+    autograd's backward: the formulas are separate code in torch
+    (tools/autograd/derivatives.yaml `result:` entries), with their own bugs
+    (pytorch/pytorch#79609). An argument torch has no forward formula for is
+    `Unsupported` in torch's words."""
+    import torch
+
+    plain = {n: _to_tensor(a, device) for n, a in arguments(call).items()}
+    out: dict[str, Any] = {}
+    for name in call.forward:
+        primal = plain[name]
+        if not primal.is_floating_point():
+            out[name] = Unsupported(f"{name} is {primal.dtype}: forward-mode AD needs a "
+                                    "floating-point tangent")
+            continue
+
+        def along(a: Any, name: str = name) -> Any:
+            return loss_fn({**plain, name: a})
+
+        try:
+            with _missing_kernel_is_unsupported(), warnings.catch_warnings():
+                # torch.func.jvp scripts its own decompositions with the deprecated
+                # torch.jit.script: torch's business, not the user's
+                warnings.filterwarnings("ignore", message=".*torch.jit.script.*",
+                                        category=DeprecationWarning)
+                _, tangent = torch.func.jvp(along, (primal,), (torch.ones_like(primal),))
+            out[name] = _to_numpy(tangent)
+        except Unsupported as exc:
+            out[name] = exc
+        except RuntimeError as exc:
+            if "forward" not in str(exc).lower():
+                raise
+            out[name] = Unsupported(str(exc).strip().splitlines()[0])
+    return out
 
 
 def _forward(loss_fn: Callable[[dict[str, Any]], Any], tensors: dict[str, Any],

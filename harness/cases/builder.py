@@ -77,7 +77,7 @@ class CaseBuilder(ValueReader):
             input=inp, target=arrays["target"], weight=arrays["weight"],
             pos_weight=arrays["pos_weight"], reductions=reductions, dtypes=dtypes,
             grads=grads, raises=raises, arg_dtypes=arg_dtypes, expect=expect,
-            tags=tuple(m.get("tags", ())))
+            tags=tuple(m.get("tags", ())), label_smoothing=float(m.get("label_smoothing", 0.0)))
 
     def line(self) -> int:
         node, _ = locate(self.file.root, self.here)

@@ -56,6 +56,7 @@ class Case:
     arg_dtypes: dict[str, str] = field(default_factory=dict)
     expect: dict[str, Any] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
+    label_smoothing: float = 0.0  # Keras's: the target becomes y*(1 - a) + a/2
 
     def __post_init__(self) -> None:
         # Normalise here too, so cases built in code (Hypothesis strategies) obey
@@ -72,6 +73,14 @@ class Case:
             object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
         object.__setattr__(self, "arg_dtypes", dict(self.arg_dtypes))
         object.__setattr__(self, "expect", dict(self.expect))
+        object.__setattr__(self, "label_smoothing", float(self.label_smoothing))
+
+    def smoothing(self, dtype: str) -> float:
+        """The label smoothing in `dtype`, as every framework receives it (0 for none)."""
+        if not self.label_smoothing:
+            return 0.0
+        with np.errstate(over="ignore", under="ignore"):
+            return float(np.asarray(round_to(np.float64(self.label_smoothing), dtype)))
 
     def materialize(self, dtype: str) -> dict[str, np.ndarray | None]:
         """The four arguments as float64 arrays holding values exactly representable in `dtype`.
@@ -118,6 +127,8 @@ class Case:
             parts.append("arg_dtypes " + ",".join(f"{k}={v}" for k, v in self.arg_dtypes.items()))
         if self.raises:
             parts.append("raises " + "|".join(self.raises))
+        if self.label_smoothing:
+            parts.append(f"label_smoothing {self.label_smoothing:g}")
         n = len(self.variants())
         return (f"{self.name}  {' '.join(parts)}  × {len(self.dtypes)} dtypes × "
                 f"{len(self.reductions)} reductions = {n}  ({self.source})")

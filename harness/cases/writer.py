@@ -43,6 +43,8 @@ def case_yaml(case: Case, name: str, description: str | None = None,
     if case.arg_dtypes:
         pairs = ", ".join(f"{k}: {v}" for k, v in case.arg_dtypes.items())
         lines.append(f"    arg_dtypes: {{{pairs}}}")
+    if case.label_smoothing:
+        lines.append(f"    label_smoothing: {case.label_smoothing!r}")
     if case.tags:
         lines.append(f"    tags: [{', '.join(json.dumps(t) for t in dict.fromkeys(case.tags))}]")
     return "\n".join(lines) + "\n"

@@ -39,7 +39,7 @@ from harness.cases import SHIPPED_CASES, Case, case_yaml
 from harness.generate.seeding import parse_source, run_example
 from harness.generate.strategies import broadcasts_into, case_tags, draw_case
 from harness.run.calls import run_inprocess
-from harness.run.trials import ReferenceCache, Trial
+from harness.run.trials import ReferenceCache, Trial, features, variant_of
 from harness.verdict import expectations as expect
 
 #: Where found cases go by default: beside the shipped cases, so the default run
@@ -135,11 +135,12 @@ def failure_kinds(backend: Any, implementation: str, device: str, case: Case,
     """(check, status, disagreement) of every unexpected fail or error of one case's
     trials in-process."""
     found: set[tuple[str, str, str]] = set()
+    offered = features(backend)
     for dtype in case.dtypes:
         for reduction in case.reductions:
             trial = Trial(case, dtype, reduction)
             records = run_inprocess(backend, trial, implementation, device, ReferenceCache(),
-                                    entries)
+                                    entries, variant_of(offered, trial, implementation, True))
             found |= {(r["check"], r["status"], disagreement(r)) for r in records
                       if r["status"] in BAD}
     return found

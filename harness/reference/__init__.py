@@ -97,8 +97,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.reference.arguments import GRAD_NAMES, REDUCTIONS
+from harness.reference.arguments import GRAD_NAMES, REDUCTIONS, to_f64
 from harness.reference.evaluation import Quantity, compute
+from harness.reference.smoothing import scaled_weight, smoothed
 
 __all__ = ["GRAD_NAMES", "REDUCTIONS", "Quantity", "evaluate", "grads", "loss"]
 
@@ -109,9 +110,17 @@ def loss(
     weight: Any = None,
     pos_weight: Any = None,
     reduction: str = "mean",
+    *,
+    label_smoothing: float = 0.0,
+    last_axis_mean: bool = False,
 ) -> np.ndarray:
-    """BCEWithLogitsLoss, correctly rounded: elementwise for ``"none"``, 0-d otherwise."""
-    return compute(input, target, weight, pos_weight, reduction, True, (), False)["value"].value
+    """BCEWithLogitsLoss, correctly rounded: elementwise for ``"none"``, 0-d otherwise.
+
+    ``label_smoothing`` (Keras's) evaluates at the smoothed target ``y(1 - a) + a/2``,
+    exactly; ``last_axis_mean`` (Keras's reduction) averages each row along the last
+    axis first (see ``evaluate``)."""
+    return _compute(input, target, weight, pos_weight, reduction, True, (), False, (),
+                    last_axis_mean, label_smoothing)["value"].value
 
 
 def grads(
@@ -120,13 +129,19 @@ def grads(
     weight: Any = None,
     pos_weight: Any = None,
     reduction: str = "mean",
+    *,
+    label_smoothing: float = 0.0,
+    last_axis_mean: bool = False,
 ) -> dict[str, np.ndarray]:
     """Gradients of the reduced loss (of the sum of elementwise losses for ``"none"``).
 
     Keys ``"input"``, ``"target"``, and ``"weight"``/``"pos_weight"`` when given; each
-    array is shaped like its argument (broadcast dimensions summed exactly).
+    array is shaped like its argument (broadcast dimensions summed exactly). With
+    ``label_smoothing`` the target gradient is with respect to the label ``y``, not the
+    smoothed target.
     """
-    res = compute(input, target, weight, pos_weight, reduction, False, GRAD_NAMES, False)
+    res = _compute(input, target, weight, pos_weight, reduction, False, GRAD_NAMES, False, (),
+                   last_axis_mean, label_smoothing)
     return {k[len("grad.") :]: q.value for k, q in res.items()}
 
 
@@ -137,13 +152,49 @@ def evaluate(
     pos_weight: Any = None,
     reduction: str = "mean",
     grads: tuple[str, ...] | list[str] = GRAD_NAMES,
+    *,
+    jvps: tuple[str, ...] | list[str] = (),
+    label_smoothing: float = 0.0,
+    last_axis_mean: bool = False,
 ) -> dict[str, Quantity]:
     """Value and gradients with condition numbers, for the comparison.
 
     Keys: ``"value"`` and ``"grad.<name>"`` for each name in ``grads`` whose argument is
-    present (``weight``/``pos_weight`` only when given).
+    present (``weight``/``pos_weight`` only when given), and ``"jvp.<name>"`` for each
+    name in ``jvps``: the forward-mode derivative along a tangent of ones on that
+    argument (elementwise for ``"none"``, the exact sum of the gradient's terms for
+    ``"mean"``/``"sum"``).
+
+    ``label_smoothing=a``: the loss at ``y(1 - a) + a/2`` (never rounded: ValueError
+    where that is not a float64 number), gradients with respect to the label.
+    ``last_axis_mean``: Keras's reduction, which averages over the last axis first:
+    ``"none"`` gives the row means, ``"sum"`` their sum, ``"mean"`` the mean.
     """
-    for g in grads:
+    for g in (*grads, *jvps):
         if g not in GRAD_NAMES:
             raise ValueError(f"unknown gradient {g!r}; valid names are {', '.join(GRAD_NAMES)}")
-    return compute(input, target, weight, pos_weight, reduction, True, tuple(grads), True)
+    return _compute(input, target, weight, pos_weight, reduction, True, tuple(grads), True,
+                    tuple(jvps), last_axis_mean, label_smoothing)
+
+
+def _compute(input: Any, target: Any, weight: Any, pos_weight: Any, reduction: str,
+             want_value: bool, grad_names: tuple[str, ...], with_cond: bool,
+             jvp_names: tuple[str, ...], last_axis_mean: bool,
+             label_smoothing: float) -> dict[str, Quantity]:
+    """`compute`, at the smoothed target when smoothing: the loss is the ordinary loss at
+    ``y'``, and the label's gradient is ``(1 - a)`` times ``y'``'s, which is the
+    gradient under the weight ``w(1 - a)`` (exact), so both stay correctly rounded."""
+    if not label_smoothing:
+        return compute(input, target, weight, pos_weight, reduction, want_value, grad_names,
+                       with_cond, jvp_names, last_axis_mean)
+    y = smoothed(to_f64(target, "target"), label_smoothing)
+    rest = tuple(g for g in grad_names if g != "target")
+    out = compute(input, y, weight, pos_weight, reduction, want_value, rest, with_cond,
+                  tuple(g for g in jvp_names if g != "target"), last_axis_mean)
+    if "target" in grad_names or "target" in jvp_names:
+        w = None if weight is None else to_f64(weight, "weight")
+        label = compute(input, y, scaled_weight(w, label_smoothing), pos_weight, reduction,
+                        False, ("target",) if "target" in grad_names else (), with_cond,
+                        ("target",) if "target" in jvp_names else (), last_axis_mean)
+        out.update(label)
+    return out

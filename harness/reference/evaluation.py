@@ -69,6 +69,7 @@ class _Output(NamedTuple):
     name: str
     arg: str | None  # the argument a gradient is taken with respect to; None: the loss
     term: Term
+    forward: bool = False  # a forward-mode derivative: tangent of ones on ``arg``
 
 
 _OUTPUTS = (
@@ -78,23 +79,42 @@ _OUTPUTS = (
     _Output("grad.weight", "weight", GRAD_WEIGHT),
     _Output("grad.pos_weight", "pos_weight", GRAD_POS_WEIGHT),
 )
+_JVP_OUTPUTS = tuple(_Output("jvp." + o.arg, o.arg, o.term, True) for o in _OUTPUTS[1:])
 _ARG_FIELD = {"input": "x", "target": "y", "weight": "w", "pos_weight": "p"}
 
 
 def compute(input: Any, target: Any, weight: Any, pos_weight: Any, reduction: str,
             want_value: bool, grad_names: Sequence[str], with_cond: bool,
+            jvp_names: Sequence[str] = (), last_axis_mean: bool = False,
             ) -> dict[str, Quantity]:
     """The loss (``want_value``) and the gradients named in ``grad_names`` whose argument
     is present, keyed ``"value"`` and ``"grad.<name>"``; condition numbers only with
     ``with_cond`` (otherwise ``cond``/``spread``/``terms`` of elementwise outputs are
-    read-only placeholders)."""
+    read-only placeholders).
+
+    ``jvp_names`` adds forward-mode derivatives, ``"jvp.<name>"``: the derivative of the
+    reduced loss along a tangent of ones on that argument (zeros on the others). For
+    ``"none"`` it is elementwise (each loss depends on one element of the argument, so
+    it is the gradient with the argument broadcast to the input's shape); for
+    ``"mean"``/``"sum"`` it is the exact sum of the elementwise terms, rounded once.
+
+    ``last_axis_mean`` is Keras's convention: each row along the last axis is averaged
+    before the reduction. ``"none"`` then returns the row means (the input's shape
+    without its last axis), ``"sum"`` their sum (the total divided by the row length,
+    rounded once), and ``"mean"`` is unchanged (the mean of equal-length row means is
+    the mean); gradients follow.
+    """
     args = prepare(input, target, weight, pos_weight, reduction)  # step 1
+    if last_axis_mean and args.x.ndim == 0:
+        raise ValueError("input: a 0-d input has no last axis to average over "
+                         "(last_axis_mean needs at least one dimension)")
     outputs = [o for o in _OUTPUTS
                if (o.arg is None and want_value)
                or (o.arg in grad_names and _arg(args, o.arg) is not None)]
+    outputs += [o for o in _JVP_OUTPUTS if o.arg in jvp_names and _arg(args, o.arg) is not None]
     n = args.x.size
     if n == 0:
-        return _empty(outputs, args, reduction)
+        return _empty(outputs, args, reduction, last_axis_mean)
     if n >= 1 << 16:
         _tune_malloc()
     flat = _flatten(args)  # step 2
@@ -108,12 +128,18 @@ def compute(input: Any, target: Any, weight: Any, pos_weight: Any, reduction: st
     else:
         kinds = {} if special is None else specials.override_kinds(terms, flat, san, special)
         chunks = None
-    plans = [_plan(o, args, reduction, with_cond) for o in outputs]  # step 5
+    plans = [_plan(o, args, reduction, with_cond, last_axis_mean) for o in outputs]  # step 5
     computed = _run_chunks(plans, flat, san, special, kinds, chunks, terms, with_cond,
                            keep=ck is not None and hit is None)
     if computed is not None:
         cache.CACHE.put(ck, (kinds, computed))
-    return {pl.output.name: pl.finish(san, kinds.get(pl.output.term)) for pl in plans}  # step 6
+    out = {pl.output.name: pl.finish(san, kinds.get(pl.output.term)) for pl in plans}  # step 6
+    if last_axis_mean and reduction == "none" and "value" in out:  # (..., 1) -> (...)
+        q = out["value"]
+        rows = args.x.shape[:-1]
+        out["value"] = Quantity(q.value.reshape(rows), q.cond.reshape(rows),
+                                q.spread.reshape(rows), q.terms.reshape(rows))
+    return out
 
 
 def _arg(args: Arguments, name: str) -> np.ndarray | None:
@@ -220,11 +246,24 @@ class _Plan:
         raise NotImplementedError
 
 
-def _plan(o: _Output, args: Arguments, reduction: str, with_cond: bool) -> _Plan:
-    """The plan for one output: a sum wherever the reduction or a broadcast asks for one."""
+def _plan(o: _Output, args: Arguments, reduction: str, with_cond: bool,
+          last_axis_mean: bool = False) -> _Plan:
+    """The plan for one output: a sum wherever the reduction or a broadcast asks for one.
+
+    A forward-mode output is elementwise for ``"none"`` and a total otherwise; Keras's
+    ``last_axis_mean`` divides by the row length instead of 1 for ``"none"`` and
+    ``"sum"``, and makes the ``"none"`` loss one sum per row."""
     shape = args.x.shape
     n = args.x.size
     div = n if reduction == "mean" else 1
+    if last_axis_mean and reduction != "mean":
+        div = shape[-1]
+    if o.forward:
+        if reduction == "none":
+            return _Elementwise(o, div, shape, with_cond, n)
+        return _Total(o, div, (), with_cond, n)
+    if last_axis_mean and o.arg is None and reduction == "none":
+        return _Groups(o, div, (*shape[:-1], 1), with_cond, n, shape, shape[-1])
     if o.arg in ("input", "target") or (o.arg is None and reduction == "none"):
         return _Elementwise(o, div, shape, with_cond, n)
     if o.arg is None:
@@ -366,12 +405,29 @@ def _summed(val: np.ndarray, cond: np.ndarray, spread: np.ndarray, osh: tuple[in
 # ---------------------------------------------------------------------------
 
 
-def _empty(outputs: list[_Output], args: Arguments, reduction: str) -> dict[str, Quantity]:
-    """Results for zero elements: an empty sum is 0, an empty mean NaN (0/0)."""
+def _empty(outputs: list[_Output], args: Arguments, reduction: str,
+           last_axis_mean: bool = False) -> dict[str, Quantity]:
+    """Results for zero elements: an empty sum is 0, an empty mean NaN (0/0).
+
+    A forward-mode derivative of a reduced loss is a sum over no element (0), divided
+    by the count for ``"mean"`` (NaN, as the mean itself). Keras's row means of rows of
+    length 0 are NaN."""
     shape = args.x.shape
     res = {}
     for o in outputs:
-        if o.arg is None:
+        if o.forward and reduction != "none":
+            v = np.array(np.nan if reduction == "mean" else 0.0)
+            terms = np.zeros((), np.int64)
+        elif o.forward:
+            v, terms = np.zeros(shape), np.ones(shape, np.int64)
+        elif o.arg is None and last_axis_mean and reduction == "none":
+            v = np.full(shape[:-1], np.nan if shape[-1] == 0 else 0.0)
+            terms = np.full(v.shape, shape[-1], np.int64)
+        elif o.arg is None and last_axis_mean and reduction == "sum" and shape[-1] == 0:
+            # a sum of row means over rows of length 0: NaN for each row, 0 with no rows
+            v = np.array(np.nan if int(np.prod(shape[:-1])) else 0.0)
+            terms = np.zeros((), np.int64)
+        elif o.arg is None:
             if reduction == "none":
                 v = np.zeros(shape)
             else:

@@ -15,7 +15,7 @@ import numpy as np
 
 from harness.protocol import Call, Result, Unsupported
 from harness.run.registry import Loaded
-from harness.run.trials import ReferenceCache, Trial, plan
+from harness.run.trials import PLAIN, ReferenceCache, Trial, Variant, plan
 from harness.verdict import judge
 from harness.verdict.expectations import Evidence, Expectations
 
@@ -35,6 +35,20 @@ def execute(backend: Any, call: Call) -> tuple[judge.Outcome, float]:
     return out, time.perf_counter() - start
 
 
+def perform(backend: Any, trial: Trial, implementation: str, device: str,
+            variant: Variant = PLAIN) -> tuple[judge.Outcome, float, judge.Outcome | None]:
+    """Make one planned call (twice when large: the determinism check).
+
+    A call the plan refused (`variant.refused`) is not made: its outcome is
+    `Unsupported` with the reason, so it is recorded as such."""
+    if variant.refused:
+        return Unsupported(variant.refused), 0.0, None
+    call = trial.call(implementation, device, variant)
+    outcome, duration = execute(backend, call)
+    again = execute(backend, call)[0] if repeats(trial) else None
+    return outcome, duration, again
+
+
 def base_fields(backend: str, implementation: str, device: str, trial: Trial) -> dict[str, Any]:
     return {"backend": backend, "implementation": implementation, "device": device,
             "dtype": trial.dtype, "case": trial.case.name, "reduction": trial.reduction,
@@ -52,27 +66,27 @@ def repeats(trial: Trial) -> bool:
 def records_for(backend_name: str, implementation: str, device: str, trial: Trial,
                 outcome: judge.Outcome, duration: float, refs: ReferenceCache,
                 entries: Expectations,
-                again: judge.Outcome | None = None) -> list[dict[str, Any]]:
+                again: judge.Outcome | None = None,
+                variant: Variant = PLAIN) -> list[dict[str, Any]]:
     """Judge one finished call (and its repetition, if any); apply the expectations."""
-    call = trial.call(implementation, device)
+    call = trial.call(implementation, device, variant)
     base = base_fields(backend_name, implementation, device, trial)
     base["duration_s"] = round(duration, 6)
     profile = "sweep" in trial.case.tags and trial.reduction == "none"
-    judged = judge.judge_call(call, outcome, refs.get(trial), tuple(trial.case.raises), base,
-                              profile)
+    judged = judge.judge_call(call, outcome, refs.get(trial, variant), tuple(trial.case.raises),
+                              base, profile)
     if again is not None:
         judged.append((judge.determinism(outcome, again, base), Evidence(call, "determinism")))
     return entries.apply(judged)
 
 
 def run_inprocess(backend: Any, trial: Trial, implementation: str, device: str,
-                  refs: ReferenceCache, entries: Expectations) -> list[dict[str, Any]]:
-    """One call in this process (the pytest conformance suite uses this)."""
-    call = trial.call(implementation, device)
-    outcome, duration = execute(backend, call)
-    again = execute(backend, call)[0] if repeats(trial) else None
+                  refs: ReferenceCache, entries: Expectations,
+                  variant: Variant = PLAIN) -> list[dict[str, Any]]:
+    """One call in this process (the pytest conformance suite and shrinking use this)."""
+    outcome, duration, again = perform(backend, trial, implementation, device, variant)
     return records_for(backend.name, implementation, device, trial, outcome, duration, refs,
-                       entries, again)
+                       entries, again, variant)
 
 
 class Twins:
@@ -92,7 +106,7 @@ class Twins:
         self.devices = devices
         self.eager_of = {c: e for c, e in eager_twins.items()
                          if c in implementations and e in implementations}
-        self._held: dict[tuple[int, str, str], tuple[judge.Outcome, set]] = {}
+        self._held: dict[tuple[int, str, str], tuple[judge.Outcome, set, Variant]] = {}
 
     def _partners(self, impl: str, device: str) -> set[tuple[str, str]]:
         out: set[tuple[str, str]] = set()
@@ -105,7 +119,7 @@ class Twins:
         return out
 
     def add(self, backend: str, impl: str, device: str, index: int, trial: Trial,
-            outcome: judge.Outcome) -> list[dict[str, Any]]:
+            outcome: judge.Outcome, variant: Variant = PLAIN) -> list[dict[str, Any]]:
         """The comparison records this outcome completes (often none yet)."""
         waiting = self._partners(impl, device)
         out: list[dict[str, Any]] = []
@@ -113,18 +127,20 @@ class Twins:
             held = self._held.get((index, p_impl, p_dev))
             if held is None:
                 continue
-            other, other_waits = held
-            out += self._compare(backend, trial, (impl, device, outcome),
-                                 (p_impl, p_dev, other))
+            other, other_waits, other_variant = held
+            if other_variant.last_axis_mean == variant.last_axis_mean:
+                out += self._compare(backend, trial, (impl, device, outcome),
+                                     (p_impl, p_dev, other), variant)
             waiting.discard((p_impl, p_dev))
             other_waits.discard((impl, device))
             if not other_waits:
                 del self._held[(index, p_impl, p_dev)]
         if waiting:
-            self._held[(index, impl, device)] = (outcome, waiting)
+            self._held[(index, impl, device)] = (outcome, waiting, variant)
         return out
 
-    def _compare(self, backend: str, trial: Trial, a: tuple, b: tuple) -> list[dict[str, Any]]:
+    def _compare(self, backend: str, trial: Trial, a: tuple, b: tuple,
+                 variant: Variant) -> list[dict[str, Any]]:
         (ia, da, oa), (ib, db, ob) = a, b
         if ia == ib:  # two devices: the CPU's answer is the yardstick
             (cpu, other, dev) = (oa, ob, db) if da == "cpu" else (ob, oa, da)
@@ -138,30 +154,30 @@ class Twins:
             check, device = "vs-eager", da
             names = (f"eager {self.eager_of[impl]}", impl)
         base = base_fields(backend, impl, device, trial)
-        recs = judge.against_twin(first, second, self.refs.get(trial), trial.dtype, base,
-                                  check, *names)
-        call = trial.call(impl, device)
+        recs = judge.against_twin(first, second, self.refs.get(trial, variant), trial.dtype,
+                                  base, check, *names)
+        call = trial.call(impl, device, variant)
         return self.entries.apply([(r, Evidence(call, check)) for r in recs])
 
 
 def iter_inprocess(loaded: Loaded, trials: list[Trial], devices: tuple[str, ...],
                    entries: Expectations, refs: ReferenceCache | None = None,
-                   compiled: bool = False) -> Iterator[dict[str, Any]]:
+                   compiled: bool = False,
+                   forward_mode: bool = False) -> Iterator[dict[str, Any]]:
     """The whole run of one backend in this process (the pytest conformance suite).
 
     `refs` may be shared between backends: the reference of a trial is the same for
     every backend, so one process running several of them computes it once."""
     info = loaded.info()
     refs = ReferenceCache() if refs is None else refs
-    tasks = plan(info, trials, devices, compiled=compiled)
+    tasks = plan(info, trials, devices, compiled=compiled, forward_mode=forward_mode)
     twins = Twins(refs, entries, sorted({t.implementation for t in tasks}),
                   sorted({t.device for t in tasks}), info.get("eager_twins", {}))
     for task in tasks:
         trial = trials[task.trial]
-        call = trial.call(task.implementation, task.device)
-        outcome, duration = execute(loaded.backend, call)
-        again = execute(loaded.backend, call)[0] if repeats(trial) else None
+        outcome, duration, again = perform(loaded.backend, trial, task.implementation,
+                                           task.device, task.variant)
         yield from records_for(loaded.name, task.implementation, task.device, trial, outcome,
-                               duration, refs, entries, again)
+                               duration, refs, entries, again, task.variant)
         yield from twins.add(loaded.name, task.implementation, task.device, task.trial, trial,
-                             outcome)
+                             outcome, task.variant)

@@ -44,6 +44,7 @@ class ReportRequest:
     shrink: int | None = None  # None = the default number of shrinks
     quiet: bool = False
     compiled: bool = False  # the backends' compiled implementations too
+    forward_mode: bool = False  # forward-mode derivatives (jvp.*) where backends offer them
     argv: tuple[str, ...] = ()  # recorded in report.json's `run`
 
 
@@ -144,7 +145,8 @@ def run_report(plan: ReportPlan) -> ReportOutcome:
         coverage_table = coverage(cases, req.dtypes)
         coverage_line = coverage_summary(coverage_table)
     opts = RunOptions(devices=req.devices, dtypes=req.dtypes, timeout=req.timeout,
-                      jobs=req.jobs, compiled=req.compiled)
+                      jobs=req.jobs, compiled=req.compiled,
+                      forward_mode=req.forward_mode)
     sink = report.Sink(req.out)
     infos: dict[str, dict[str, Any]] = {}
     console = Console(quiet=req.quiet)

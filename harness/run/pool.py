@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from harness.run.calls import execute, repeats
+from harness.run.calls import perform
 from harness.run.registry import Loaded, load_spec
 from harness.run.trials import Trial
 
@@ -82,10 +82,9 @@ def _worker_main(spec: str, conn: Connection,
         elif kind == "calls":
             for task in msg[1]:
                 conn.send(("start", task.id))
-                trial = trials[task.trial]
-                call = trial.call(task.implementation, task.device)
-                outcome, duration = execute(backend, call)
-                again = execute(backend, call)[0] if repeats(trial) else None
+                outcome, duration, again = perform(backend, trials[task.trial],
+                                                   task.implementation, task.device,
+                                                   task.variant)
                 conn.send(("done", task.id, outcome, duration, again))
             conn.send(("idle",))
         elif kind == "shrink":

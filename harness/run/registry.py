@@ -19,6 +19,7 @@ from importlib import metadata
 from typing import Any
 
 from harness.protocol import Backend, describe
+from harness.run.trials import OPTIONAL_LISTS
 
 GROUP = "bce_harness.backends"
 DISABLE_ENV = "BCE_HARNESS_NO_ENTRY_POINTS"
@@ -82,6 +83,14 @@ class Loaded:
                                         if c in entry["implementations"]}
             except Exception as exc:
                 entry["availability"] = f"eager_twins() raised {type(exc).__name__}: {exc}"
+        for hook in OPTIONAL_LISTS:  # optional: the implementations with a feature
+            method = getattr(b, hook, None)
+            if method is None:
+                continue
+            try:
+                entry[hook] = [i for i in method() if i in entry["implementations"]]
+            except Exception as exc:
+                entry["availability"] = f"{hook}() raised {type(exc).__name__}: {exc}"
         return entry
 
 

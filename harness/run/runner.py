@@ -67,6 +67,7 @@ class RunOptions:
     jobs: int = 0  # worker processes at once; 0 = one per available core (default_jobs)
     max_restarts: int = 3
     compiled: bool = False  # run the backends' compiled implementations too
+    forward_mode: bool = False  # ask the backends' forward_mode() implementations for jvps
     # Each backend's calls are split by dtype over two shards: compilation work
     # (JAX compiles every primitive per shape and dtype) splits cleanly by dtype,
     # and the slowest framework no longer holds one core while the other idles.
@@ -123,7 +124,8 @@ def run_isolated(backends: list[Loaded], trials: list[Trial], opts: RunOptions,
         if w.info is None:
             w.info = info
             on_info(w.info)
-            w.pending = plan(w.info, trials, opts.devices, w.dtypes, opts.compiled)
+            w.pending = plan(w.info, trials, opts.devices, w.dtypes, opts.compiled,
+                             opts.forward_mode)
             twins[w.label] = Twins(refs, entries,
                                    sorted({t.implementation for t in w.pending}),
                                    sorted({t.device for t in w.pending}),
@@ -160,12 +162,13 @@ def run_isolated(backends: list[Loaded], trials: list[Trial], opts: RunOptions,
                        again: judge.Outcome | None = None) -> None:
         trial = trials[task.trial]
         recs = records_for(w.loaded.name, task.implementation, task.device, trial, outcome,
-                           duration, refs, entries, again)
+                           duration, refs, entries, again, task.variant)
         w.calls += 1
         on_records(w.loaded.name, recs)
         if w.label in twins:
             on_records(w.loaded.name, twins[w.label].add(w.loaded.name, task.implementation,
-                                                         task.device, task.trial, trial, outcome))
+                                                         task.device, task.trial, trial, outcome,
+                                                         task.variant))
 
     def crashed(w: Worker, why: str) -> None:
         """The worker died or hung: the call in flight is an error; go on without it."""

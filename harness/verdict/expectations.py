@@ -78,6 +78,7 @@ KINDS: dict[str, str] = {
     "integer-wraparound": "integer arguments used in integer arithmetic that wraps",
     "accuracy": "beyond a backward-stable formula's allowance for another reason named in "
                 "the entry",
+    "missing-derivative": "a derivative the framework silently takes as zero",
     "nondeterministic": "repeating the call changes the bits",
     "device-mismatch": "an accelerator's answer differs from the CPU's beyond the allowance",
 }
@@ -202,6 +203,8 @@ def _groups(call: Call, check: str, result_shape: tuple[int, ...], n: int) -> np
         return np.arange(n)
     if size == 1:
         return np.zeros(n, dtype=np.int64)
+    if len(shape) and tuple(result_shape) == tuple(shape[:-1]):  # Keras's row means
+        return np.arange(n) // max(1, shape[-1])
     if check in ("grad.weight", "grad.pos_weight"):
         try:
             idx = np.arange(size).reshape(result_shape)
@@ -236,6 +239,7 @@ class Coverage:
             values[name] = (None if arr is None or self.call_level or rows["input"].size == 0
                             else np.asarray(arr, dtype=np.float64).reshape(-1)[groups])
         values["size"] = np.full(n, float(np.size(call.input)))
+        values["smoothing"] = np.full(n, float(getattr(call, "label_smoothing", 0.0)))
         self.groups = groups
         self.elements = Elements(values=values, dtype=call.dtype,
                                  measured=ev.measured or call.dtype,

@@ -27,7 +27,7 @@ import numpy as np
 
 from harness.dtypes import FORMATS, Format, dtype_name, numpy_dtype
 
-VARIABLES = ("input", "target", "weight", "pos_weight", "expected", "got", "size")
+VARIABLES = ("input", "target", "weight", "pos_weight", "expected", "got", "size", "smoothing")
 ARGUMENTS = ("input", "target", "weight", "pos_weight")
 CLASSES: dict[str, str] = {
     "nan": "is NaN",
