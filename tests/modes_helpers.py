@@ -38,6 +38,18 @@ def judged(backend: Any, cases: list[Case], implementation: str, forward_mode: b
     return out
 
 
+def framework(name: str) -> Any:
+    """The installed backend `name`, or a skip with its own reason."""
+    import pytest
+
+    from harness.run.registry import discover
+
+    found = [loaded for loaded in discover() if loaded.name == name]
+    if not found or found[0].availability() is not None:
+        pytest.skip(f"{name}: {found[0].availability() if found else 'not found'}")
+    return found[0].backend
+
+
 def bad(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in records if r["status"] in BAD]
 

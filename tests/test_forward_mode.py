@@ -12,7 +12,7 @@ from harness import reference
 from harness.cases import Case, load_cases
 from harness.protocol import Call
 from tests import oracle
-from tests.modes_helpers import ExactBackend, bad, judged
+from tests.modes_helpers import ExactBackend, bad, framework, judged
 
 X = np.array([-30.0, -2.5, -0.25, 0.0, 1.5, 9.0])
 Y = np.array([0.0, 1.0, 0.3, 0.5, 0.9, 1.0])
@@ -111,21 +111,12 @@ def test_planted_forward_mode_bugs_are_caught(planted: type, check: str) -> None
                 r["check"].startswith("grad.")]
 
 
-def _framework(name: str) -> object:
-    from harness.run.registry import discover
-
-    found = [loaded for loaded in discover() if loaded.name == name]
-    if not found or found[0].availability() is not None:
-        pytest.skip(f"{name}: {found[0].availability() if found else 'not found'}")
-    return found[0].backend
-
-
 @pytest.mark.parametrize(("backend", "implementation"),
                          [("torch", "functional"), ("jax", "jax.nn"), ("tensorflow", "sigmoid")])
 def test_framework_forward_mode_on_ordinary_arguments(backend: str, implementation: str) -> None:
     case = Case(name="t/ordinary", source="test", description="", input=X, target=Y,
                 reductions=("none", "mean"), dtypes=("float32", "float64"))
-    records = judged(_framework(backend), [case], implementation, forward_mode=True)
+    records = judged(framework(backend), [case], implementation, forward_mode=True)
     jvps = [r for r in records if r["check"].startswith("jvp.")]
     assert {r["check"] for r in jvps} == {"jvp.input", "jvp.target"}
     assert not bad(records), bad(records)[:3]
@@ -135,7 +126,7 @@ def test_torch_sigmoid_bce_weight_tangent_is_a_known_silent_zero() -> None:
     case = Case(name="t/weighted", source="test", description="", input=X, target=Y,
                 weight=np.full(6, 2.0), reductions=("none",), dtypes=("float32",),
                 grads=("input", "weight"))
-    records = judged(_framework("torch"), [case], "sigmoid+bce", forward_mode=True)
+    records = judged(framework("torch"), [case], "sigmoid+bce", forward_mode=True)
     (rec,) = [r for r in records if r["check"] == "jvp.weight"]
     assert rec["status"] == "known"
     assert [e["kind"] for e in rec["expected_by"]] == ["missing-derivative"]

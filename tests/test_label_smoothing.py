@@ -13,7 +13,7 @@ from harness import reference
 from harness.cases import Case, load_cases
 from harness.protocol import Call, Result
 from tests import oracle
-from tests.modes_helpers import ExactBackend, bad, judged
+from tests.modes_helpers import ExactBackend, bad, framework, judged
 
 SMOOTHING = [c for c in load_cases() if c.label_smoothing]
 
@@ -105,19 +105,10 @@ def test_a_backend_without_the_hook_is_never_sent_a_smoothing() -> None:
     assert "label_smoothing()" in records[0]["message"]
 
 
-def _frameworks(name: str) -> object:
-    from harness.run.registry import discover
-
-    found = [loaded for loaded in discover() if loaded.name == name]
-    if not found or found[0].availability() is not None:
-        pytest.skip(f"{name}: {found[0].availability() if found else 'not found'}")
-    return found[0].backend
-
-
 @pytest.mark.parametrize(("backend", "implementation"),
                          [("tensorflow", "keras"), ("jax", "optax")])
 def test_framework_smoothing_matches_the_reference(backend: str, implementation: str) -> None:
-    b = _frameworks(backend)
+    b = framework(backend)
     cases = [c for c in SMOOTHING if c.name in ("keras/smoothing-0.1-hard-labels",
                                                 "keras/smoothing-0.2-soft-labels-weighted")]
     records = judged(b, cases, implementation, dtypes=("float32",))

@@ -140,16 +140,7 @@ class JaxBackend:
                 return _run_jitted(jax, call, names, host, values, loss)
             if not call.grads:
                 return Result(value=np.array(loss(*values)))
-            out, vjp = jax.vjp(loss, *values)
-            value = np.array(out)
-            try:
-                with _missing_kernel_is_unsupported(jax):
-                    cotangents = vjp(jnp.ones_like(out))
-            except Unsupported as exc:  # no backward kernel: the value still stands
-                cotangents = (exc,) * len(names)
-            by_name = dict(zip(names, cotangents, strict=True))
-            grads = {name: _gradient(jax, name, by_name[name], host[name])
-                     for name in call.grads}
+            value, grads = value_and_grads(jax, loss, call, names, values, host)
             forward = (_forward_mode(jax, call, names, values, loss)
                        if call.implementation in FORWARD_MODE else {})
         return Result(value=value, grads=grads, forward=forward)
@@ -274,6 +265,24 @@ def _elementwise(call: Call) -> Callable[[dict[str, Any]], Any]:
         return out * t["weight"] if "weight" in t else out
 
     return from_optax
+
+
+def value_and_grads(jax: Any, loss: Callable[..., Any], call: Call, names: list[str],
+                    values: list[Any], host: dict[str, np.ndarray]) -> tuple[np.ndarray, dict]:
+    """The loss and, by jax.vjp seeded with ones, the gradients `call.grads` names (the
+    JAX and Keras-on-JAX adapters share it); a missing backward kernel leaves the value
+    standing and makes each gradient `Unsupported`."""
+    import jax.numpy as jnp
+
+    out, vjp = jax.vjp(loss, *values)
+    value = np.array(out)
+    try:
+        with _missing_kernel_is_unsupported(jax):
+            cotangents = vjp(jnp.ones_like(out))
+    except Unsupported as exc:
+        cotangents = (exc,) * len(names)
+    by_name = dict(zip(names, cotangents, strict=True))
+    return value, {name: _gradient(jax, name, by_name[name], host[name]) for name in call.grads}
 
 
 def _forward_mode(jax: Any, call: Call, names: list[str], values: list[Any],

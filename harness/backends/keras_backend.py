@@ -133,16 +133,17 @@ def _varies_along_last_axis(call: Call) -> bool:
 
 
 def _row_weight(keras: Any, t: dict[str, Any]) -> Any:
-    """The weight as one sample_weight per row: broadcast against the input's first
-    column (shape (..., 1), computed from the tensors so a traced graph serves every
-    size), then the last axis dropped."""
+    """The weight as one sample_weight per row: broadcast against ones of shape (..., 1)
+    (made from the tensors, so a traced graph serves every size, rows of length 0
+    included), then the last axis dropped."""
     if "weight" not in t:
         return None
     ops = keras.ops
     x = t["input"]
     if len(x.shape) == 0:
         return t["weight"]
-    return ops.squeeze(t["weight"] * ops.ones_like(x[..., :1]), -1)
+    rows = ops.zeros_like(ops.sum(x, axis=-1, keepdims=True)) + 1
+    return ops.squeeze(t["weight"] * rows, -1)
 
 
 def describe_keras(implementation: str, engine: str, autodiff: str) -> str:
@@ -309,10 +310,10 @@ class KerasJaxBackend(_KerasEngineBackend):
 
         from harness.backends.jax_backend import (
             _cuda_devices,
-            _gradient,
             _missing_kernel_is_unsupported,
             _persistent_cache,
             _x64,
+            value_and_grads,
         )
 
         index = prepare(call, IMPLEMENTATIONS, self.name, self.devices())
@@ -332,16 +333,7 @@ class KerasJaxBackend(_KerasEngineBackend):
             values = [jax.device_put(host[n], device) for n in names]
             if not call.grads:
                 return Result(value=np.array(f(*values)))
-            out, vjp = jax.vjp(f, *values)
-            value = np.array(out)
-            try:
-                with _missing_kernel_is_unsupported(jax):
-                    cotangents = vjp(jnp.ones_like(out))
-            except Unsupported as exc:  # no backward kernel: the value still stands
-                cotangents = (exc,) * len(names)
-            by_name = dict(zip(names, cotangents, strict=True))
-            grads = {name: _gradient(jax, name, by_name[name], host[name])
-                     for name in call.grads}
+            value, grads = value_and_grads(jax, f, call, names, values, host)
         return Result(value=value, grads=grads)
 
     def snippet(self, call: Call) -> str:
@@ -454,7 +446,8 @@ def keras_constructor(impl: str, call: Call) -> str:
 def keras_line(impl: str, call: Call, engine: str, values: dict) -> str:
     """The snippet's Keras call for `impl`, as `keras_loss` makes it on `engine`."""
     if impl in LAST_AXIS:  # as users call it: Keras averages the last axis
-        sample = (", sample_weight=keras.ops.squeeze(weight * keras.ops.ones_like(x[..., :1]), -1)"
+        rows = "keras.ops.zeros_like(keras.ops.sum(x, axis=-1, keepdims=True)) + 1"
+        sample = (f", sample_weight=keras.ops.squeeze(weight * ({rows}), -1)"
                   if "weight" in values and np.ndim(call.input) else
                   ", sample_weight=weight" if "weight" in values else "")
         return f"loss_fn(y, x{sample})"

@@ -34,6 +34,8 @@ CHECK_ORDER: tuple[str, ...] = (*NUMERIC_CHECKS, "raises", "dtype", "shape")
 PASS_DETAILS_LIMIT = 5_000
 #: At most this many details travel in the page (most severe first).
 DETAILS_LIMIT = 25_000
+#: ... of which at most this many `known` ones (those furthest beyond their allowance).
+KNOWN_DETAILS_LIMIT = 8_000
 #: Words in a case's name or tags that put it in the edge-case tables.
 EDGE_WORDS = re.compile(
     r"(?:^|[^a-z])(empty|inf|infs|infinity|infinite|nan|nans|subnormal|subnormals|denormal|"
@@ -130,6 +132,13 @@ def page_data(report: dict[str, Any], pass_details_limit: int = PASS_DETAILS_LIM
     # and passes too when the report is small
     keep_pass = len(results) <= pass_details_limit
     candidates = [i for i, r in enumerate(results) if keep_pass or r["status"] != "pass"]
+    known = [i for i in candidates if results[i]["status"] == "known"]
+    if len(known) > KNOWN_DETAILS_LIMIT and not keep_pass:
+        # `known` results are the bulk of a large page (their worst elements): keep those
+        # furthest beyond their allowance; an unsupported reason is short and always kept
+        known.sort(key=lambda i: -_ratio(results[i]))
+        dropped = set(known[KNOWN_DETAILS_LIMIT:])
+        candidates = [i for i in candidates if i not in dropped]
     if len(candidates) > details_limit:
         sev = {s: i for i, s in enumerate(SEVERITY)}
         candidates.sort(key=lambda i: (sev.get(results[i]["status"], 99),
@@ -156,6 +165,17 @@ def page_data(report: dict[str, Any], pass_details_limit: int = PASS_DETAILS_LIM
     note_index: dict[tuple[Any, ...], int] = {}
 
     raw_index: dict[tuple[Any, ...], int] = {}
+    inputs: list[dict[str, Any]] = []
+    input_index: dict[str, int] = {}
+
+    def shared_inputs(values: dict[str, Any]) -> int:
+        """Index of a worst element's arguments in the page's `inputs` table: every
+        backend and implementation of a trial names the same elements."""
+        key = json.dumps(values, sort_keys=True)
+        if key not in input_index:
+            input_index[key] = len(inputs)
+            inputs.append(values)
+        return input_index[key]
 
     def shared(raw: list[Any], digits: int) -> int:
         """Index of `raw` (compacted) in the shared arrays, stored once."""
@@ -201,7 +221,7 @@ def page_data(report: dict[str, Any], pass_details_limit: int = PASS_DETAILS_LIM
         if i in with_detail:
             detailed.append(i)
             details.append(_detail(r, cases_info.get(r["case"], {}).get("source"), message_id,
-                                   note, shared))
+                                   note, shared, shared_inputs))
 
         prof = r.get("profile")
         if prof and prof.get("x"):
@@ -210,8 +230,8 @@ def page_data(report: dict[str, Any], pass_details_limit: int = PASS_DETAILS_LIM
             # shared arrays, stored once
             profiles.append({"row": ri, "dtype": d_idx[r["dtype"]], "case": ci,
                              "check": c_idx[r["check"]], "status": s_idx[status],
-                             "x": shared(prof["x"], 6), "ulp": shared(prof["ulp"], 3),
-                             "allow": shared(prof["allowance"], 3)})
+                             "x": shared(prof["x"], 6), "ulp": shared(_plotted(prof["ulp"]), 2),
+                             "allow": shared(prof["allowance"], 2)})
         if r["case"] in edge_names and r["check"] in NUMERIC_CHECKS:
             vals = r.get("values") or {}
             edge["row"].append(ri)
@@ -260,7 +280,8 @@ def page_data(report: dict[str, Any], pass_details_limit: int = PASS_DETAILS_LIM
         "details": details, "messages": messages, "notes": notes,
         "details_dropped": sum(1 for r in results if r["status"] != "pass")
         - sum(1 for i in with_detail if results[i]["status"] != "pass"),
-        "profiles": profiles, "arrays": arrays, "edge": edge, "summary": report.get("summary", {}),
+        "profiles": profiles, "arrays": arrays, "inputs": inputs, "edge": edge,
+        "summary": report.get("summary", {}),
         "naive": sorted(naive),
         "run": {k: (report.get("run") or {}).get(k) for k in ("seed", "examples")},
     }
@@ -300,8 +321,19 @@ def _case_values(values: Any) -> dict[str, Any] | None:
     return out or None
 
 
+#: The error plots' floor (report.js draws log10(ulp) from -2): smaller errors look alike.
+PLOT_FLOOR = 0.01
+
+
+def _plotted(ulps: list[Any]) -> list[Any]:
+    """A profile's ulps as the plot draws them: below PLOT_FLOOR they are drawn at the
+    floor, so they travel as 0 (most of a sweep is far below an ulp, and 1.5e-19 takes
+    seven characters where 0 takes one)."""
+    return [0 if isinstance(u, (int, float)) and abs(u) < PLOT_FLOOR else u for u in ulps]
+
+
 def _detail(r: dict[str, Any], case_source: str | None, message_id: Any, note: Any,
-            shared: Any) -> dict[str, Any]:
+            shared: Any, shared_inputs: Any) -> dict[str, Any]:
     """The bulky part of one result, with short keys (there may be 25k of them).
 
     A message that is exactly what the judge says with the numbers the detail carries
@@ -328,13 +360,17 @@ def _detail(r: dict[str, Any], case_source: str | None, message_id: Any, note: A
     if r.get("duration_s") is not None:
         d["t"] = r["duration_s"]
     if w:
+        # the arguments are an index into the page's `inputs`; the condition number is
+        # left out when it is the record's own (report.js's worstOf puts both back)
         d["w"] = {"i": w.get("index", []),
-                  "in": {k: (compact(v, 17) if not isinstance(v, str) or v in
-                             ("nan", "inf", "-inf") else v)
-                         for k, v in (w.get("inputs") or {}).items() if v is not None},
+                  "in": shared_inputs({k: (compact(v, 17) if not isinstance(v, str) or v in
+                                           ("nan", "inf", "-inf") else v)
+                                       for k, v in (w.get("inputs") or {}).items()
+                                       if v is not None}),
                   "e": compact(w.get("expected"), 17), "g": compact(w.get("got"), 17),
-                  "u": compact(w.get("ulp")), "a": compact(w.get("allowance")),
-                  "c": compact(w.get("cond"))}
+                  "u": compact(w.get("ulp")), "a": compact(w.get("allowance"))}
+        if compact(w.get("cond")) != d.get("c"):
+            d["w"]["c"] = compact(w.get("cond"))
     if r.get("values"):
         d["v"] = {"g": shared(r["values"].get("got", []), 8),
                   "e": shared(r["values"].get("expected", []), 8)}

@@ -134,8 +134,16 @@
     }
     return f.toFixed(Math.max(0, 2 - exp)).replace(/(\.\d*?)0+$/, "$1").replace(/\.$/, "");
   }
+  // A detail's worst element as the page data stores it: its arguments are an index
+  // into D.inputs, and its condition number is the record's unless it says otherwise.
+  function worstOf(d) {
+    const w = d && d.w;
+    if (!w) return w;
+    return Object.assign({}, w, { in: typeof w.in === "number" ? D.inputs[w.in] : w.in,
+                                  c: w.c === undefined ? d.c : w.c });
+  }
   function composed(i, d) {
-    const w = d.w;
+    const w = worstOf(d);
     if (!w) return "";
     const idx = "[" + (w.i || []).join(", ") + "]";
     if (d.f) {
@@ -390,7 +398,7 @@
     }
     box.append(kv);
     if (d && d.w) {
-      const w = d.w;
+      const w = worstOf(d);
       const keys = ["input", "target", "weight", "pos_weight"].filter(function (k) { return w.in && w.in[k] !== null && w.in[k] !== undefined; });
       box.append(el("h4", { text: "Worst element" }), el("table", null,
         el("thead", null, el("tr", null, el("th", { text: "index" }), keys.map(function (k) { return el("th", { text: k }); }),
@@ -473,7 +481,7 @@
     const caseName = D.cases[R.case[i]];
     const origin = D.origins[backend] || "";
     const plugin = origin.indexOf("--plugin ") === 0 ? origin.slice(9) : null;
-    const w = d && d.w;
+    const w = worstOf(d);
     if (w && w.in && isScalar(w.in.input) && isScalar(w.in.target) && NUMERIC.indexOf(check) >= 0) {
       const grad = check.indexOf("grad.") === 0 ? check.slice(5) : null;
       const r = grad && red !== "none" ? "sum" : red;
