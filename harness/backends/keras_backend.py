@@ -135,7 +135,7 @@ def _varies_along_last_axis(call: Call) -> bool:
 def _row_weight(keras: Any, t: dict[str, Any]) -> Any:
     """The weight as one sample_weight per row: broadcast against ones of shape (..., 1)
     (made from the tensors, so a traced graph serves every size, rows of length 0
-    included), then the last axis dropped."""
+    included), then the last axis dropped by a sum over it (one term)."""
     if "weight" not in t:
         return None
     ops = keras.ops
@@ -143,7 +143,8 @@ def _row_weight(keras: Any, t: dict[str, Any]) -> Any:
     if len(x.shape) == 0:
         return t["weight"]
     rows = ops.zeros_like(ops.sum(x, axis=-1, keepdims=True)) + 1
-    return ops.squeeze(t["weight"] * rows, -1)
+    # a sum over the last axis (of length 1) drops it where squeeze would need it known
+    return ops.sum(t["weight"] * rows, axis=-1)
 
 
 def describe_keras(implementation: str, engine: str, autodiff: str) -> str:
@@ -447,7 +448,7 @@ def keras_line(impl: str, call: Call, engine: str, values: dict) -> str:
     """The snippet's Keras call for `impl`, as `keras_loss` makes it on `engine`."""
     if impl in LAST_AXIS:  # as users call it: Keras averages the last axis
         rows = "keras.ops.zeros_like(keras.ops.sum(x, axis=-1, keepdims=True)) + 1"
-        sample = (f", sample_weight=keras.ops.squeeze(weight * ({rows}), -1)"
+        sample = (f", sample_weight=keras.ops.sum(weight * ({rows}), axis=-1)"
                   if "weight" in values and np.ndim(call.input) else
                   ", sample_weight=weight" if "weight" in values else "")
         return f"loss_fn(y, x{sample})"
