@@ -4,8 +4,10 @@ Any test that takes the `conformance` fixture is parametrized over backend × dt
 Each item runs that backend's every implementation and device over the cases in
 that dtype, once, in this process, judges the calls with the expectations exactly
 as `python -m harness report` does, and fails listing the unexpected discrepancies
-with a reproduction snippet of the first. One run per item, not one per case: the
-items of a backend split its work by dtype, which is how pytest-xdist spreads it.
+with a reproduction snippet of the first. One run per item, not one per case; the
+worker process of an isolated backend (Keras) is started once per pytest process and
+reused for its dtypes, and its items form one xdist group (the project's own run keeps
+them in one worker: `--dist loadgroup` and the scheduler of tests/conftest.py).
 
 Collection imports no framework (the parameters are the backend names and the
 dtypes; whether a backend is available is decided when its item runs, which then
@@ -53,9 +55,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # only the marker's description: no framework setting changes here
+    # only the markers' descriptions: no framework setting changes here
     config.addinivalue_line("markers", "conformance: a backend's conformance item "
                             "(backend × dtype) against the reference")
+    if not config.pluginmanager.hasplugin("xdist"):  # pytest-xdist registers its own
+        config.addinivalue_line("markers", "xdist_group(name): run in one pytest-xdist "
+                                "worker under --dist loadgroup")
 
 
 @dataclass(frozen=True)
@@ -91,9 +96,22 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         raise pytest.UsageError(f"--dtype {unknown[0]} is not a dtype; use one of "
                                 f"{', '.join(DTYPES)}.")
     dtypes = [d for d in DTYPES if not wanted or d in wanted]
+    # An isolated backend's items form one xdist group, so that one pytest process
+    # starts its worker (and imports its framework) once for all of them: the project's
+    # own run schedules by it (tests/conftest.py, `--dist loadgroup`); elsewhere the
+    # marker is inert. Other backends' items spread freely: importing a framework in
+    # this process costs little beside a run.
     # dtype-major: neighbouring items share the trials whose reference a process keeps
-    params = [Conformance(b.name, d) for d in dtypes for b in _backends(metafunc.config)]
-    metafunc.parametrize("conformance", params, ids=[str(p) for p in params])
+    params = [pytest.param(Conformance(b.name, d), id=f"{b.name}-{d}", marks=_group(b))
+              for d in dtypes for b in _backends(metafunc.config)]
+    metafunc.parametrize("conformance", params)
+
+
+def _group(loaded: Any) -> list[pytest.MarkDecorator]:
+    """The xdist group of an isolated backend's items (see pytest_generate_tests)."""
+    if getattr(loaded.backend, "isolated", False):
+        return [pytest.mark.xdist_group(f"conformance-{loaded.name}")]
+    return []
 
 
 def _setup(config: pytest.Config) -> dict[str, Any]:
@@ -156,18 +174,30 @@ def conformance_records(c: Conformance, config: pytest.Config) -> tuple[Any, lis
 
 def _run_in_worker(loaded: Any, trials: list[Any], devices: tuple[str, ...],
                    state: dict[str, Any], compiled: bool) -> tuple[dict[str, Any], list[Any]]:
-    """The backend's info and records from one worker process (harness/run/pool.py)."""
+    """The backend's info and records from one worker process (harness/run/pool.py).
+
+    The pool lives for the session (ended by `pytest_sessionfinish`): its worker stays
+    loaded between the items of one backend, so the framework is imported once per
+    backend and process, not once per dtype."""
     from harness.run.pool import Pool
     from harness.run.runner import RunOptions, run_isolated
 
+    if "pool" not in state:
+        state["pool"] = Pool(1)
     infos: list[dict[str, Any]] = []
     records: list[Any] = []
     opts = RunOptions(devices=devices, jobs=1, compiled=compiled)
-    with Pool(1) as pool:
-        run_isolated([loaded], trials, opts, state["expectations"],
-                     on_records=lambda name, recs: records.extend(recs),
-                     on_info=infos.append, pool=pool)
+    run_isolated([loaded], trials, opts, state["expectations"],
+                 on_records=lambda name, recs: records.extend(recs),
+                 on_info=infos.append, pool=state["pool"])
     return (infos[0] if infos else loaded.info()), records
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """End the isolated backends' worker process, if a conformance item started one."""
+    pool = _STATE.pop("pool", None)
+    if pool is not None:
+        pool.close()
 
 
 def run_conformance(c: Conformance, config: pytest.Config) -> None:

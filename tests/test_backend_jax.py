@@ -22,8 +22,10 @@ from harness.backends.jax_backend import COMPILED, IMPLEMENTATIONS, JaxBackend
 from harness.dtypes import numpy_dtype
 from harness.protocol import DTYPES, REDUCTIONS, Backend, Call, Unsupported
 from tests.backend_expect import assert_close, expected
+from tests.lazy import lazy, needs
 
-jax = pytest.importorskip("jax", reason="jax is not installed")
+jax = lazy("jax")  # imported by the first test that uses it, not at collection
+pytestmark = needs("jax")
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKEND = JaxBackend()

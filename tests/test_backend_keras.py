@@ -27,6 +27,10 @@ from harness.run import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINES = {"jax": KerasJaxBackend, "torch": KerasTorchBackend}
+# An engine's tests read one DRIVER run (`_facts`, cached per pytest process): one xdist
+# group per engine, so that under --dist loadgroup the subprocess runs once per engine.
+ENGINE_PARAMS = [pytest.param(e, marks=pytest.mark.xdist_group(f"keras-{e}-driver"))
+                 for e in ENGINES]
 
 DRIVER = r"""
 import contextlib, io, json, os, sys
@@ -123,12 +127,14 @@ def test_registered_and_isolated():
         assert type(loaded.backend) is cls
         assert isinstance(loaded.backend, Backend)
         assert loaded.backend.isolated is True  # keras holds one engine per process
-        assert loaded.backend.implementations() == ["keras", "keras-probs"]
+        assert loaded.backend.implementations() == ["keras", "keras-probs", "keras-last-axis"]
+        assert loaded.backend.last_axis_mean() == ["keras-last-axis"]
+        assert loaded.backend.label_smoothing() == loaded.backend.implementations()
         assert loaded.backend.dtypes() == list(DTYPES)
-        assert all(loaded.backend.describe(i) for i in ("keras", "keras-probs"))
+        assert all(loaded.backend.describe(i) for i in loaded.backend.implementations())
 
 
-@pytest.mark.parametrize("engine", list(ENGINES))
+@pytest.mark.parametrize("engine", ENGINE_PARAMS)
 def test_listing_does_not_import_keras(engine):
     facts = _facts(engine)
     assert facts["availability"] is None
@@ -139,7 +145,7 @@ def test_listing_does_not_import_keras(engine):
     assert facts["devices"][0] == "cpu"
 
 
-@pytest.mark.parametrize("engine", list(ENGINES))
+@pytest.mark.parametrize("engine", ENGINE_PARAMS)
 def test_runs_on_its_engine_and_restores_the_environment(engine):
     facts = _facts(engine)
     assert facts["keras_engine"] == engine
@@ -147,7 +153,7 @@ def test_runs_on_its_engine_and_restores_the_environment(engine):
     assert facts["versions_after"]["keras_floatx"] == "float32"
 
 
-@pytest.mark.parametrize("engine", list(ENGINES))
+@pytest.mark.parametrize("engine", ENGINE_PARAMS)
 def test_agrees_with_the_reference_and_returns_float32(engine):
     facts = _facts(engine)
     assert len(facts["checked"]) == 12  # every call DRIVER made was within tolerance
@@ -158,12 +164,12 @@ def test_agrees_with_the_reference_and_returns_float32(engine):
         assert set(grad_dtypes.values()) == {dtype}, (impl, dtype, grad_dtypes)
 
 
-@pytest.mark.parametrize("engine", list(ENGINES))
+@pytest.mark.parametrize("engine", ENGINE_PARAMS)
 def test_pos_weight_is_unsupported(engine):
     assert _facts(engine)["pos_weight"] == keras_backend.NO_POS_WEIGHT
 
 
-@pytest.mark.parametrize("engine", list(ENGINES))
+@pytest.mark.parametrize("engine", ENGINE_PARAMS)
 def test_the_other_engine_says_keras_is_taken(engine):
     facts = _facts(engine)
     reason = keras_backend.already_loaded(engine)
@@ -171,7 +177,7 @@ def test_the_other_engine_says_keras_is_taken(engine):
     assert facts["other_run"] == reason
 
 
-@pytest.mark.parametrize("engine", list(ENGINES))
+@pytest.mark.parametrize("engine", ENGINE_PARAMS)
 def test_snippet_prints_what_run_returns(engine):
     facts = _facts(engine)
     assert facts["snippet_value_same"] and facts["snippet_grad_same"]

@@ -17,14 +17,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness import reference
 from harness.backends import tensorflow_backend
+from harness.backends.keras_backend import LAST_AXIS
 from harness.backends.tensorflow_backend import COMPILED, IMPLEMENTATIONS, TensorFlowBackend
 from harness.dtypes import numpy_dtype
 from harness.protocol import DTYPES, REDUCTIONS, Backend, Call, Unsupported
 from tests.backend_expect import assert_close, expected
+from tests.lazy import lazy, needs
 
-tf = pytest.importorskip("tensorflow", reason="tensorflow is not installed")
-keras = pytest.importorskip("keras", reason="keras is not installed")
+tf = lazy("tensorflow")  # imported by the first test that uses it, not at collection
+keras = lazy("keras")
+pytestmark = needs("tensorflow", "keras")
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKEND = TensorFlowBackend()
@@ -37,9 +41,18 @@ ALL = ("input", "target", "weight", "pos_weight")
 X = np.array([[-2.0, -0.5, 0.25], [0.75, 1.5, 2.0]])
 Y = np.array([[0.0, 0.25, 0.5], [1.0, 1.0, 0.0]])
 W = np.array([0.5, 1.0, 2.0])
+ROW_W = np.array([[0.5], [2.0]])  # one weight per row: what Keras's row means can take
 P = np.array([1.0, 2.0, 3.0])
 # called with pos_weight? (weighted requires it; the others refuse it)
-POS_WEIGHT = {"sigmoid": False, "weighted": True, "keras": False, "keras-probs": False}
+POS_WEIGHT = {"sigmoid": False, "weighted": True, "keras": False, "keras-probs": False,
+              "keras-last-axis": False}
+# the implementations whose "none" is elementwise (keras-last-axis gives row means)
+ELEMENTWISE = [i for i in IMPLEMENTATIONS if i not in LAST_AXIS]
+
+
+def weight_for(impl: str) -> np.ndarray:
+    """W, or for keras-last-axis a weight constant along the last axis (Keras weighs rows)."""
+    return ROW_W if COMPILED.get(impl, impl) in LAST_AXIS else W
 
 
 def test_protocol_surface():
@@ -68,7 +81,28 @@ def test_importing_the_module_does_not_import_tensorflow():
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_keras_last_axis_matches_the_row_means(dtype, reduction):
+    result = BACKEND.run(Call("keras-last-axis", "cpu", dtype, X, Y, ROW_W, None, reduction,
+                              ALL[:3]))
+    want = reference.loss(X, Y, ROW_W, reduction=reduction, last_axis_mean=True)
+    grads = reference.grads(X, Y, ROW_W, reduction=reduction, last_axis_mean=True)
+    floatx = keras.config.floatx()
+    assert result.value.shape == (X.shape[:-1] if reduction == "none" else ())
+    assert_close(result.value, want, dtype, floatx)
+    shapes = {"input": X.shape, "target": Y.shape, "weight": ROW_W.shape}
+    for name in ALL[:3]:
+        assert result.grads[name].shape == shapes[name]
+        assert_close(result.grads[name], grads[name], dtype, floatx)
+
+
+def test_keras_last_axis_refuses_a_weight_that_varies_along_the_rows():
+    with pytest.raises(Unsupported, match="sample_weight to the row means"):
+        BACKEND.run(Call("keras-last-axis", "cpu", "float32", X, Y, W, None, "none"))
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("impl", ELEMENTWISE)
 def test_value_and_gradients_match_the_reference(impl, dtype, reduction):
     p = P if POS_WEIGHT[impl] else None
     grads = ALL if p is not None else ALL[:3]
@@ -156,14 +190,14 @@ def test_invalid_reduction_reaches_keras(impl):
         BACKEND.run(Call(impl, "cpu", "float32", X, Y, reduction="bogus"))
 
 
-@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+@pytest.mark.parametrize("impl", ELEMENTWISE)
 def test_mismatched_shapes_reach_tensorflow(impl):
     p = P if POS_WEIGHT[impl] else None
     with pytest.raises(ValueError, match="must have the same shape"):
         BACKEND.run(Call(impl, "cpu", "float32", X, Y[0], None, p))
 
 
-@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+@pytest.mark.parametrize("impl", ELEMENTWISE)
 def test_a_weight_that_enlarges_the_shape_is_broadcast_silently(impl):
     # torch refuses this; TensorFlow's multiply broadcasts, and the harness should see it
     p = P if POS_WEIGHT[impl] else None
@@ -186,7 +220,7 @@ def test_integer_target_is_tensorflows_to_judge():
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
 def test_same_call_gives_the_same_bits_with_or_without_gradients(impl):
     p = P if POS_WEIGHT[impl] else None
-    call = Call(impl, "cpu", "float16", X, Y, W, p, "mean", ("input",))
+    call = Call(impl, "cpu", "float16", X, Y, weight_for(impl), p, "mean", ("input",))
     first, second = BACKEND.run(call), BACKEND.run(call)
     bare = BACKEND.run(Call(impl, *_rest(call)[:-1], ()))
     assert first.value.tobytes() == second.value.tobytes() == bare.value.tobytes()
@@ -221,7 +255,7 @@ def test_compiled_agrees_with_eager_on_ordinary_inputs(impl):
     eager = COMPILED[impl]
     p = P if POS_WEIGHT[eager] else None
     grads = ALL if p is not None else ALL[:3]
-    call = Call(impl, "cpu", "float32", X, Y, W, p, "mean", grads)
+    call = Call(impl, "cpu", "float32", X, Y, weight_for(impl), p, "mean", grads)
     compiled, reference = BACKEND.run(call), BACKEND.run(Call(eager, *_rest(call)))
     assert compiled.value.dtype == reference.value.dtype
     # |x| <= 2: sigmoid-then-log is accurate here, so even keras-probs+function,

@@ -36,7 +36,8 @@ def ev(text, el):
 
 
 def test_public_names():
-    assert VARIABLES == ("input", "target", "weight", "pos_weight", "expected", "got", "size")
+    assert VARIABLES == ("input", "target", "weight", "pos_weight", "expected", "got", "size",
+                         "smoothing")
     assert ARGUMENTS == ("input", "target", "weight", "pos_weight")
     assert {"nan", "inf", "infinite", "finite", "zero", "negative", "positive", "subnormal",
             "huge", "saturated", "soft", "hard", "outside-01", "integer-dtype", "bool-dtype",

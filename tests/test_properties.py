@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.cases import load_cases
@@ -167,34 +167,65 @@ def _session(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFacto
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "target" not in metafunc.fixturenames:
+    """One item per backend, found without importing any framework: the backend's
+    implementations and devices are asked for when its item runs."""
+    if "loaded" not in metafunc.fixturenames:
         return
     config = metafunc.config
     try:
         found = select(discover(config.getoption("--plugin")), config.getoption("--backend"))
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
+    metafunc.parametrize("loaded", [pytest.param(b, id=b.name) for b in found])
+
+
+def targets(loaded: Loaded, config: pytest.Config) -> list[Target]:
+    """The backend's implementations × devices to search, or a skip with the reason."""
+    if getattr(loaded.backend, "isolated", False) and loaded.name not in \
+            config.getoption("--backend"):
+        # Keras holds one engine per process: loading it here would change what every
+        # later test in this process gets (tests/test_backend_keras.py runs it apart)
+        pytest.skip(f"{loaded.name} runs in a process of its own; search it with "
+                    f"--backend {loaded.name}")
+    info = loaded.info()
+    if info["availability"] is not None:
+        pytest.skip(f"{loaded.name}: {info['availability']}")
     devices = set(config.getoption("--device"))
     dtypes = set(config.getoption("--dtype"))
-    params = []
-    for loaded in found:
-        info = loaded.info()
-        if info["availability"] is not None:
-            skip = pytest.mark.skip(reason=f"{loaded.name}: {info['availability']}")
-            params.append(pytest.param(None, id=f"{loaded.name}-unavailable", marks=skip))
-            continue
-        usable = tuple(d for d in info["dtypes"] if not dtypes or d in dtypes)
-        for impl in info["implementations"]:
-            for dev in info["devices"]:
-                if (devices and dev not in devices) or not usable:
-                    continue
-                t = Target(loaded, impl, dev, usable)
-                params.append(pytest.param(t, id=str(t)))
-    metafunc.parametrize("target", params)
+    usable = tuple(d for d in info["dtypes"] if not dtypes or d in dtypes)
+    found = [Target(loaded, impl, dev, usable) for impl in info["implementations"]
+             for dev in info["devices"] if usable and (not devices or dev in devices)]
+    if not found:
+        pytest.skip(f"{loaded.name}: nothing left by --device / --dtype")
+    return found
 
 
-@given(data=st.data())
-def test_backend_agrees_with_reference(target: Target, data: st.DataObject) -> None:
+def examples(target: Target) -> int:
+    """The profile's examples; a fifth of them (at least 3) for a compiled implementation,
+    which compiles anew for each drawn shape (its eager twin gets the full count)."""
+    n = settings.default.max_examples
+    compiled = target.implementation in target.loaded.info().get("eager_twins", {})
+    return max(3, n // 5) if compiled else n
+
+
+def test_backend_agrees_with_reference(loaded: Loaded, pytestconfig: pytest.Config) -> None:
+    """Every implementation × device of the backend, each its own Hypothesis search."""
+    for target in targets(loaded, pytestconfig):
+        search(target)()
+
+
+def search(target: Target) -> Any:
+    """The Hypothesis search of one target, under the loaded profile."""
+
+    @settings(parent=settings.default, max_examples=examples(target))
+    @given(data=st.data())
+    def run(data: st.DataObject) -> None:
+        agrees_with_reference(target, data)
+
+    return run
+
+
+def agrees_with_reference(target: Target, data: st.DataObject) -> None:
     backend, entries = target.loaded.backend, SESSION["entries"]
     why, options = narrowing(target.loaded.name, target.implementation)
     allowed = options.pop("dtypes", target.dtypes)

@@ -133,6 +133,11 @@ def evaluate_points(pts):
     return out
 
 
+#: The tests reading `accuracy_data` (seconds of exact arithmetic) share one
+#: pytest-xdist worker under --dist loadgroup, so it is computed once.
+ACCURACY = pytest.mark.xdist_group("reference-accuracy")
+
+
 @pytest.fixture(scope="module")
 def accuracy_data():
     pts = accuracy_points()
@@ -146,6 +151,7 @@ def accuracy_data():
 # ===========================================================================
 
 
+@ACCURACY
 def test_accuracy_every_result_correctly_rounded(accuracy_data, capsys):
     pts, ref, exact = accuracy_data
     stats = {k: [0, 0, Fraction(0)] for k in QUANT}
@@ -167,6 +173,7 @@ def test_accuracy_every_result_correctly_rounded(accuracy_data, capsys):
     assert not bad, bad[:10]
 
 
+@ACCURACY
 def test_accuracy_error_bound_is_rigorous(accuracy_data):
     """|dd value - exact| <= the bound Ziv's test relies on, at every point."""
     pts, _, exact = accuracy_data

@@ -81,7 +81,10 @@ CASES: dict[str, dict[str, Any]] = {
                            target=np.full((10, 10), 1.0), reduction="mean", grads=("input",)),
 }
 
-PARAMS = [(b, i, c) for b in BACKENDS for i in IMPLEMENTATIONS[b] for c in CASES]
+# A backend's snippets run in one subprocess per pytest process (`_executed`); its items
+# form one xdist group so that, under --dist loadgroup, it runs once, not once per worker.
+PARAMS = [pytest.param(b, i, c, marks=pytest.mark.xdist_group(f"snippets-{b}"))
+          for b in BACKENDS for i in IMPLEMENTATIONS[b] for c in CASES]
 
 DRIVER = """
 import contextlib, io, json, sys

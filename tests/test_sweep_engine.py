@@ -178,7 +178,15 @@ def test_an_existing_scheduler_is_used_as_it_is(tmp_path):
     (("--dtype", "float16", "--known", "/nonexistent.yaml"), "no such file"),
     (("--dtype", "float16", "--scheduler", "tcp://127.0.0.1:9"), "cannot connect"),
 ])
-def test_bad_usage_is_one_paragraph_and_exit_2(argv, message, tmp_path, capsys):
+def test_bad_usage_is_one_paragraph_and_exit_2(argv, message, tmp_path, capsys, monkeypatch):
+    if "--scheduler" in argv:
+        # the unreachable scheduler: retried for 1 s, not the engine's 10 s, which only
+        # delays the same message
+        import distributed
+
+        client = distributed.Client
+        monkeypatch.setattr(distributed, "Client",
+                            lambda *a, **kw: client(*a, **{**kw, "timeout": "1s"}))
     assert sweep(*argv, "--out", str(tmp_path)) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and err.count("\n") == 1
