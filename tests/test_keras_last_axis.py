@@ -40,6 +40,10 @@ def test_rows_of_nothing_are_nan_and_a_0d_input_has_no_last_axis() -> None:
     assert np.isnan(reference.loss(e, e, reduction="sum", last_axis_mean=True))
     assert reference.loss(np.zeros((0, 3)), np.zeros((0, 3)), reduction="sum",
                           last_axis_mean=True) == 0
+    # each row mean is 0/0, and a row's weight multiplies it: its derivative is NaN
+    g = reference.grads(np.zeros((2, 0)), np.zeros((2, 0)), np.array([[1.0], [2.0]]),
+                        reduction="mean", last_axis_mean=True)["weight"]
+    assert g.shape == (2, 1) and np.isnan(g).all()
     with pytest.raises(ValueError, match="no last axis"):
         reference.loss(np.array(1.0), np.array(1.0), last_axis_mean=True)
 

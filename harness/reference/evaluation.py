@@ -433,6 +433,12 @@ def _empty(outputs: list[_Output], args: Arguments, reduction: str,
             else:
                 v = np.array(0.0 if reduction == "sum" else np.nan)
             terms = np.ones(v.shape, np.int64) if reduction == "none" else np.zeros((), np.int64)
+        elif (last_axis_mean and o.arg in ("weight", "pos_weight") and shape[-1] == 0
+              and np.prod(shape[:-1]) > 0):
+            # rows of length 0 exist and each row mean is 0/0: the weight of a row
+            # multiplies a NaN, so its derivative is that NaN (a broadcast sum of them)
+            v = np.full(_arg(args, o.arg).shape, np.nan)
+            terms = np.full(v.shape, _broadcast_count(shape, v.shape), np.int64)
         else:
             v = np.zeros(_arg(args, o.arg).shape)
             if o.arg in ("input", "target"):
