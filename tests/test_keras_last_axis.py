@@ -112,3 +112,15 @@ def test_a_weight_that_varies_along_the_last_axis_is_unsupported_not_wrong() -> 
     with pytest.raises(Exception, match="sample_weight") as info:
         keras_loss(None, "keras-last-axis", call, lambda t: t, lambda t: t)
     assert str(info.value) == NO_ROW_WEIGHT
+
+
+def test_a_square_input_maps_weight_gradients_to_columns_and_row_means_to_rows() -> None:
+    """Both a (3,) weight's gradient and the row means of a (3, 3) input have shape (3,):
+    expectations must map an input element to the weight it was broadcast from for the
+    first, and to its row for the second (a generated 7x7 case once mixed them up)."""
+    from harness.verdict.expectations import _groups
+
+    call = Call("keras", "cpu", "float32", np.zeros((3, 3)), np.zeros((3, 3)),
+                weight=np.ones(3))
+    assert _groups(call, "grad.weight", (3,), 9).tolist() == [0, 1, 2] * 3
+    assert _groups(call, "value", (3,), 9).tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]

@@ -203,7 +203,8 @@ def _groups(call: Call, check: str, result_shape: tuple[int, ...], n: int) -> np
         return np.arange(n)
     if size == 1:
         return np.zeros(n, dtype=np.int64)
-    if len(shape) and tuple(result_shape) == tuple(shape[:-1]):  # Keras's row means
+    if check == "value" and len(shape) and tuple(result_shape) == tuple(shape[:-1]):
+        # Keras's row means (a broadcast weight's gradient may have that shape too: below)
         return np.arange(n) // max(1, shape[-1])
     if check in ("grad.weight", "grad.pos_weight"):
         try:
