@@ -27,7 +27,7 @@ from harness.generate.strategies import draw_case
 from harness.report.snippets import snippet
 from harness.run.calls import run_inprocess
 from harness.run.registry import Loaded, UsageError, discover, select
-from harness.run.trials import ReferenceCache, Trial
+from harness.run.trials import ReferenceCache, Trial, features, variant_of
 from harness.verdict import expectations as expect
 
 #: Record statuses that are not a discrepancy of the backend: `known` is covered by
@@ -233,8 +233,10 @@ def agrees_with_reference(target: Target, data: st.DataObject) -> None:
     case = draw_case(data, name="property/example", source="hypothesis:property",
                      dtypes=dtypes, **options)
     trial = Trial(case, case.dtypes[0], case.reductions[0])
+    offered = features(backend)  # the plan's variant, as a report makes the call
     records = run_inprocess(backend, trial, target.implementation, target.device,
-                            ReferenceCache(), entries)
+                            ReferenceCache(), entries,
+                            variant_of(offered, trial, target.implementation))
     bad = [r for r in records if r["status"] not in OK]
     if not bad:
         return
@@ -247,7 +249,8 @@ def agrees_with_reference(target: Target, data: st.DataObject) -> None:
             case = smaller
             trial = Trial(case, case.dtypes[0], case.reductions[0])
             records = run_inprocess(backend, trial, target.implementation, target.device,
-                                    ReferenceCache(), entries)
+                                    ReferenceCache(), entries,
+                                    variant_of(offered, trial, target.implementation))
             bad = [r for r in records if r["status"] not in OK] or bad
     reason = "; ".join(f"{r['check']} {r['status']}: {r['message']}" for r in bad)
     path = save_found(case, target.loaded.name, target.implementation, reason[:500],
