@@ -136,8 +136,11 @@ def compute(plan: Plan, spec: str, name: str, shard: Shard,
     impls_out = []
     backend_s = judge_s = 0.0
     compiled = set(getattr(b, "eager_twins", dict)()) if not plan.compiled else set()
+    # a sweep is elementwise: an implementation whose "none" is Keras's mean over the
+    # last axis (the last_axis_mean() hook) has no per-logit answer to map
+    rows = set(getattr(b, "last_axis_mean", list)())
     for device in devices:
-        for impl in [i for i in b.implementations() if i not in compiled]:
+        for impl in [i for i in b.implementations() if i not in compiled | rows]:
             ledger = judging.Ledger()
             per_q: dict[str, list[dict[str, Any]]] = {q: [] for q in exact.QUANTITIES}
             worst: dict[str, list[dict[str, Any]]] = {q: [] for q in exact.QUANTITIES}

@@ -202,7 +202,8 @@ def build(plan: Plan, store: Store, jobs: list[BackendJob], infos: list[dict[str
         pairs = [(impl, dev) for dev in info.get("devices", [])
                  if not plan.devices or dev in plan.devices
                  for impl in info.get("implementations", [])
-                 if plan.compiled or impl not in info.get("eager_twins", {})]
+                 if (plan.compiled or impl not in info.get("eager_twins", {}))
+                 and impl not in info.get("last_axis_mean", [])]
         for impl, dev in pairs:
             impls[(j.name, impl, dev)] = _Impl(j.name, impl, dev, plan, nb)
         for sh in all_shards:
