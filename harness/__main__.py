@@ -159,6 +159,11 @@ def cmd_backends(args: argparse.Namespace) -> int:
             print(f"  runs only when named: --backend {info['name']} (slow; see README.md)")
         print(f"  devices: {', '.join(info['devices'])}")
         print(f"  dtypes: {', '.join(info['dtypes'])}")
+        for hook, what in (("forward_mode", "forward mode (--forward-mode)"),
+                           ("label_smoothing", "label smoothing"),
+                           ("last_axis_mean", "'none' is the mean over the last axis")):
+            if info.get(hook):
+                print(f"  {what}: {', '.join(info[hook])}")
         for impl in info["implementations"]:
             desc = info["descriptions"].get(impl, "")
             print(f"  - {impl}" + (f": {desc}" if desc else ""))
