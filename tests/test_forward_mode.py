@@ -142,3 +142,12 @@ def test_report_takes_the_option(tmp_path) -> None:
     rc = main(["report", "--backend", "numpy", "--cases", str(case), "--examples", "0",
                "--forward-mode", "--out", str(tmp_path / "out"), "--quiet"])
     assert rc == 0  # numpy has no forward mode: nothing asked, nothing failing
+
+
+def test_backends_says_which_implementations_have_forward_mode(capsys) -> None:
+    from harness.__main__ import main
+
+    framework("torch")  # skips with torch's reason when it is missing
+    assert main(["backends"]) == 0
+    out = capsys.readouterr().out
+    assert "  forward mode (--forward-mode): functional, module, sigmoid+bce" in out
