@@ -218,15 +218,23 @@ def _snippet(call: Call, device: str, scoped_x64: bool) -> str:
                  "print('dtype', out.dtype.name)",
                  f"{', '.join('g_' + v for v in variables)}{',' * (len(variables) == 1)} = "
                  "cotangents"]
-        for name in call.grads:
-            var = SNIPPET_NAMES[name]
-            if call.dtype_of(name) in DTYPES:
-                body.append(f"print('grad {name}', np.array(g_{var}).astype('float64').tolist())")
-            else:
-                body.append(f"# g_{var} is a float0 (symbolic zero) cotangent: JAX does not "
-                            f"differentiate with respect to {host[name].dtype} inputs")
+        body += grad_prints(call)
     lines += ["    " + line for line in body]
     return "\n".join(lines) + "\n"
+
+
+def grad_prints(call: Call) -> list[str]:
+    """A snippet's lines printing each cotangent `g_<variable>` (the JAX and Keras-on-JAX
+    snippets share them); an integer argument's float0 cotangent is said, not printed."""
+    out = []
+    for name in call.grads:
+        var = SNIPPET_NAMES[name]
+        if call.dtype_of(name) in DTYPES:
+            out.append(f"print('grad {name}', np.array(g_{var}).astype('float64').tolist())")
+        else:
+            out.append(f"# g_{var} is a float0 (symbolic zero) cotangent: JAX does not "
+                       f"differentiate with respect to {call.dtype_of(name)} inputs")
+    return out
 
 
 def _elementwise(call: Call) -> Callable[[dict[str, Any]], Any]:

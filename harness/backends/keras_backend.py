@@ -467,6 +467,8 @@ def axis_comment(impl: str) -> str:
 
 
 def _jax_snippet(call: Call, device: str, scoped_x64: bool) -> str:
+    from harness.backends.jax_backend import grad_prints
+
     x64 = any(a.dtype.itemsize == 8 for a in arguments(call).values())
     imports = ["import jax", "import jax.numpy as jnp", "import numpy as np"]
     if not scoped_x64:  # JAX before jax.enable_x64, as jax_backend._x64 does
@@ -496,13 +498,7 @@ def _jax_snippet(call: Call, device: str, scoped_x64: bool) -> str:
                   "vjp(jnp.ones_like(out))"]
     inner += ["print('value', np.array(out).astype('float64').tolist())",
               "print('dtype', out.dtype.name)"]
-    for name in call.grads:
-        var = SNIPPET_NAMES[name]
-        if call.dtype_of(name) in DTYPES:
-            inner.append(f"print('grad {name}', np.array(g_{var}).astype('float64').tolist())")
-        else:
-            inner.append(f"# g_{var} is a float0 (symbolic zero) cotangent: JAX does not "
-                         f"differentiate with respect to {call.dtype_of(name)} inputs")
+    inner += grad_prints(call)
     body += ["    " + line for line in inner]
     lines += ["    " + line for line in body]
     return "\n".join(lines) + "\n"

@@ -89,6 +89,19 @@ def _round_to_bits(fr: Fraction, bits: int) -> float:
 # tables (computed exactly at import time)
 # ---------------------------------------------------------------------------
 
+def _cody_waite(value: Fraction, count: int, bits: int) -> list[float]:
+    """``value`` as ``count`` pieces of ``bits`` bits (so an integer of up to 53 - bits bits
+    times a piece is exact) and a full-precision remainder, summing to it within the
+    remainder's rounding."""
+    pieces = []
+    for _ in range(count):
+        c = _round_to_bits(value, bits)
+        pieces.append(c)
+        value -= Fraction(c)
+    pieces.append(float(value))
+    return pieces
+
+
 _EXP_BITS = 13
 _EXP_N = 1 << _EXP_BITS  # 8192 table entries
 
@@ -101,13 +114,7 @@ def _make_tables():
         step = ln2 / _EXP_N
         # Cody-Waite pieces of ln2/8192: three 27-bit pieces (N < 2**26 for |x| <= 3000,
         # so N * piece is exact) and a full-precision remainder.
-        rest = Fraction(step)
-        pieces = []
-        for _ in range(3):
-            c = _round_to_bits(rest, 27)
-            pieces.append(c)
-            rest -= Fraction(c)
-        pieces.append(float(rest))
+        pieces = _cody_waite(Fraction(step), 3, 27)
         inv = float(Fraction(_EXP_N) / Fraction(ln2))
         ln2_dd = _exact_dd(ln2)
         third = _exact_dd(Fraction(1, 3))
@@ -254,13 +261,7 @@ def _make_fast_constants():
         step = Decimal(2).ln() / _EXP_N
         # ln2/8192 in three pieces for |N| < 2**23 (|x| <= 1000): the first two of 30 bits,
         # so N * piece is exact, and the rest
-        rest = Fraction(step)
-        pieces = []
-        for _ in range(2):
-            c = _round_to_bits(rest, 30)
-            pieces.append(c)
-            rest -= Fraction(c)
-        pieces.append(float(rest))
+        pieces = _cody_waite(Fraction(step), 2, 30)
     th = _THIRD[0]
     tsh, tsl = split_unscaled(np.float64(th))
     return tuple(pieces), float(tsh), float(tsl)
