@@ -17,6 +17,12 @@ DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
 REDUCTIONS: tuple[str, ...] = ("none", "mean", "sum")
 GRAD_NAMES: tuple[str, ...] = ("input", "target", "weight", "pos_weight")
 
+#: Optional backend hooks returning the implementations that have a feature:
+#: `label_smoothing` (they apply `Call.label_smoothing`), `forward_mode` (they fill
+#: `Result.forward`), `last_axis_mean` (their "none" is the mean over the last axis,
+#: as Keras's is; the reference's matching quantity is the row means).
+OPTIONAL_LISTS: tuple[str, ...] = ("label_smoothing", "forward_mode", "last_axis_mean")
+
 
 class Unsupported(Exception):
     """Raised by a backend for what its framework cannot do.

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-from harness.protocol import Backend, describe
-from harness.run.trials import OPTIONAL_LISTS
+from harness.protocol import OPTIONAL_LISTS, Backend, describe
 
 GROUP = "bce_harness.backends"
 DISABLE_ENV = "BCE_HARNESS_NO_ENTRY_POINTS"

@@ -17,13 +17,7 @@ import numpy as np
 
 from harness import reference
 from harness.cases import Case
-from harness.protocol import GRAD_NAMES, Call
-
-#: Optional backend hooks returning the implementations that have a feature:
-#: `label_smoothing` (they apply `Call.label_smoothing`), `forward_mode` (they fill
-#: `Result.forward`), `last_axis_mean` (their "none" is the mean over the last axis,
-#: as Keras's is; the reference's matching quantity is the row means).
-OPTIONAL_LISTS: tuple[str, ...] = ("label_smoothing", "forward_mode", "last_axis_mean")
+from harness.protocol import GRAD_NAMES, OPTIONAL_LISTS, Call
 
 
 def features(backend: Any) -> dict[str, Any]:
