@@ -97,11 +97,11 @@ from typing import Any
 
 import numpy as np
 
-from harness.reference.arguments import GRAD_NAMES, REDUCTIONS, to_f64
+from harness.reference.arguments import GRAD_NAMES, REDUCTIONS, NotEvaluable, to_f64
 from harness.reference.evaluation import Quantity, compute
 from harness.reference.smoothing import scaled_weight, smoothed
 
-__all__ = ["GRAD_NAMES", "REDUCTIONS", "Quantity", "evaluate", "grads", "loss"]
+__all__ = ["GRAD_NAMES", "REDUCTIONS", "NotEvaluable", "Quantity", "evaluate", "grads", "loss"]
 
 
 def loss(

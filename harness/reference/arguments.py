@@ -14,7 +14,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["GRAD_NAMES", "REDUCTIONS", "Arguments", "prepare", "to_f64"]
+__all__ = ["GRAD_NAMES", "REDUCTIONS", "Arguments", "NotEvaluable", "prepare", "to_f64"]
+
+
+class NotEvaluable(ValueError):
+    """Valid arguments, but a quantity the reference cannot give exactly: a label-smoothed
+    target that is not a float64 number, Keras's row means of a 0-d input. The harness
+    records such a trial as `skipped` with this message rather than judging a framework
+    against a rounded or made-up value."""
 
 REDUCTIONS: tuple[str, ...] = ("none", "mean", "sum")
 GRAD_NAMES: tuple[str, ...] = ("input", "target", "weight", "pos_weight")

@@ -28,7 +28,7 @@ from harness.reference import cache, condition, elementwise, exact, fastkernel, 
 from harness.reference import ddmath as dm
 from harness.reference import ddround as dr
 from harness.reference import scaled as sd
-from harness.reference.arguments import Arguments, prepare
+from harness.reference.arguments import Arguments, NotEvaluable, prepare
 from harness.reference.specials import CODE, KIND_VALUES, Sanitised
 from harness.reference.terms import (
     GRAD_INPUT,
@@ -106,7 +106,7 @@ def compute(input: Any, target: Any, weight: Any, pos_weight: Any, reduction: st
     """
     args = prepare(input, target, weight, pos_weight, reduction)  # step 1
     if last_axis_mean and args.x.ndim == 0:
-        raise ValueError("input: a 0-d input has no last axis to average over "
+        raise NotEvaluable("input: a 0-d input has no last axis to average over "
                          "(last_axis_mean needs at least one dimension)")
     outputs = [o for o in _OUTPUTS
                if (o.arg is None and want_value)

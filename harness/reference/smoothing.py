@@ -21,6 +21,7 @@ from fractions import Fraction
 import numpy as np
 
 from harness.reference import ddmath as dm
+from harness.reference.arguments import NotEvaluable
 
 __all__ = ["scaled_weight", "smoothed"]
 
@@ -61,7 +62,7 @@ def smoothed(target: np.ndarray, alpha: float) -> np.ndarray:
     keep = 1.0 - a
     half = a / 2
     if keep + a != 1.0 or half * 2 != a:
-        raise ValueError(f"label_smoothing: 1 - {a!r} or {a!r} / 2 is not a float64 number; "
+        raise NotEvaluable(f"label_smoothing: 1 - {a!r} or {a!r} / 2 is not a float64 number; "
                          "use a smoothing representable in the case's dtype")
     p, ok = _exact_product(y, keep)
     with np.errstate(all="ignore"):
@@ -71,7 +72,7 @@ def smoothed(target: np.ndarray, alpha: float) -> np.ndarray:
     if not ok.all():
         bad = int(np.count_nonzero(~ok))
         first = float(y.reshape(-1)[np.flatnonzero(~ok.reshape(-1))[0]])
-        raise ValueError(
+        raise NotEvaluable(
             f"label_smoothing: the smoothed target y*(1 - {a!r}) + {a!r}/2 is not a float64 "
             f"number for {bad} of {y.size} targets (first: y = {first!r}); the reference "
             "evaluates only exact smoothed targets: use float32 or narrower cases, or a "
@@ -87,7 +88,7 @@ def scaled_weight(weight: np.ndarray | None, alpha: float) -> np.ndarray:
         return np.float64(keep)
     w, ok = _exact_product(np.asarray(weight, np.float64), keep)
     if not ok.all():
-        raise ValueError(f"label_smoothing: weight * (1 - {alpha!r}) is not a float64 number "
+        raise NotEvaluable(f"label_smoothing: weight * (1 - {alpha!r}) is not a float64 number "
                          f"for {int(np.count_nonzero(~ok))} weights; the reference evaluates "
                          "the label gradient only where it is exact")
     return w
