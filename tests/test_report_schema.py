@@ -97,6 +97,27 @@ def test_report_json_is_flat_by_default_and_packed_on_request(tmp_path):
         [(r["case"], r["check"], r["status"]) for r in flat["results"]]
 
 
+def test_rewriting_report_json_reuses_the_records_text_only_while_they_are_unchanged(
+        tmp_path):
+    """The end-of-run rewrite (every phase in `run`) reuses the records' text from the
+    first write; the file is what a fresh write gives, and a record added in between
+    is not lost to a stale text."""
+    from tests.test_report_html import synthetic_report
+
+    doc = synthetic_report(n_random=2)
+    texts: dict = {}
+    report.write_json(doc, tmp_path / "a", texts=texts)
+    assert "results" in texts
+    doc["run"] = {**doc.get("run", {}), "phases": [{"phase": "validate", "status": "ok",
+                                                      "seconds": 0.1, "why": None}]}
+    reused = report.write_json(doc, tmp_path / "a", texts=texts).read_text()
+    assert reused == report.write_json(doc, tmp_path / "fresh").read_text()
+    assert json.loads(reused)["run"]["phases"][0]["phase"] == "validate"
+    doc["results"].append(dict(doc["results"][0], case="added/after-the-first-write"))
+    again = json.loads(report.write_json(doc, tmp_path / "a", texts=texts).read_text())
+    assert again["results"][-1]["case"] == "added/after-the-first-write"
+
+
 @pytest.mark.parametrize("spoil", ["unknown field", "bad status", "sweep without x"])
 def test_the_findings_are_checked_too(spoil):
     """`findings` (what the page shows, harness/report/findings.py) is described field by

@@ -105,3 +105,23 @@ def test_an_infinite_distance_fails_even_with_an_infinite_allowance():
                         np.array([1.0]), np.array([1]), "float16")
     assert not d.passed
     assert ulps.worst_index(d) == (0,)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+def test_the_all_finite_shortcut_gives_the_general_paths_distances(dtype):
+    """ulp_distance takes a shortcut when every element is finite; with one NaN pair
+    appended it takes the general path, and the finite elements' distances agree bit
+    for bit (subnormals, zeros of both signs, the largest values, huge exponents)."""
+    rng = np.random.default_rng(7)
+    fmt = FORMATS[dtype]
+    expected = np.concatenate([
+        rng.standard_normal(500) * np.exp2(rng.integers(-1080, 1020, 500)),
+        [0.0, -0.0, 5e-324, -5e-324, fmt.max, -fmt.max, 1.7e308, 2.0 ** fmt.emin]])
+    got = expected * (1 + rng.standard_normal(expected.size) * 2.0 ** -fmt.precision)
+    got[::7] = expected[::7]
+    got[3] = -expected[3]
+    fast = ulps.ulp_distance(got, expected, fmt)
+    general = ulps.ulp_distance(np.append(got, np.nan), np.append(expected, np.nan), fmt)
+    assert general[-1] == 0.0
+    np.testing.assert_array_equal(fast, general[:-1])
+    assert np.isfinite(fast).all()

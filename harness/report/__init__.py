@@ -275,15 +275,17 @@ def write(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
     return json_path, html_path
 
 
-def write_json(report: dict[str, Any], out_dir: Path, packed: bool = False) -> Path:
+def write_json(report: dict[str, Any], out_dir: Path, packed: bool = False,
+               texts: dict[str, Any] | None = None) -> Path:
     """Write report.json into out_dir (atomically: a reader never sees half a file):
     flat, one record a line (schema version 2), or packed by call and trial with
-    `packed` (harness.report.packed, version 3)."""
+    `packed` (harness.report.packed, version 3). `texts` (flat only): the serialized
+    records of an earlier write of the same report, reused (harness.report.packed.dumps)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / "report.json"
     tmp = json_path.with_suffix(".json.tmp")
     try:
-        text = layout.dumps(layout.pack(report) if packed else report)
+        text = layout.dumps(layout.pack(report)) if packed else layout.dumps(report, texts)
     except Exception:  # what was measured goes to disk even so: flat, one record a line
         text = layout.dumps(report)
         tmp.write_text(text, encoding="utf-8")

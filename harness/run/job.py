@@ -159,6 +159,7 @@ def run_report(plan: ReportPlan) -> ReportOutcome:
         worker_log.unlink(missing_ok=True)
     pool = Pool(opts.jobs, log=worker_log)
     written = False  # whether report.json holds the records
+    texts: dict[str, Any] = {}  # the records' text, reused when report.json is rewritten
     try:
         with phases.run("calls"):
             try:
@@ -186,7 +187,7 @@ def run_report(plan: ReportPlan) -> ReportOutcome:
         with phases.run("report.json"):
             doc = report.build(backends, sink.results, run, report.case_index(cases),
                                expectations=entries.finish(), coverage=coverage_table)
-            json_path = report.write_json(doc, req.out, packed=req.packed_json)
+            json_path = report.write_json(doc, req.out, packed=req.packed_json, texts=texts)
         if not phases.ok("report.json"):
             with phases.run("report.json (records only)"):
                 json_path = report.write_json(doc, req.out, packed=req.packed_json)
@@ -222,7 +223,8 @@ def run_report(plan: ReportPlan) -> ReportOutcome:
     run["interrupted"] = interrupted = interrupted or phases.interrupted
     run["seconds"] = round(time.monotonic() - plan.started, 2)
     try:
-        report.write_json(doc, req.out, packed=req.packed_json)  # again, with every phase
+        report.write_json(doc, req.out, packed=req.packed_json,  # again, with every phase
+                          texts=texts)
     except Exception as exc:
         print(f"report.json could not be rewritten with the phases: {why(exc)}", file=sys.stderr)
         phases.records.append({"phase": "report.json (final)", "status": "failed",
