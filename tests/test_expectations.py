@@ -210,6 +210,13 @@ def test_ledger_used_fixed_unused_and_not_run(tmp_path):
     exps.finish()
     assert passing["status"] == "fixed"
     assert "passes now: remove or narrow the expectation" in passing["message"]
+    # a run narrowed by --cases, --dtype or --device may not reach the failures: the
+    # same evidence is `passing`, no edit is advised, and the record stays `pass`
+    exps.reset()
+    narrowed = judged(Fixed(EXACT[:2]), case([1, 2], [1, 1]), exps)["value"]
+    summaries = exps.finish(narrowed=True)
+    assert [s["status"] for s in summaries][:2] == ["unused", "passing"]
+    assert narrowed["status"] == "pass" and "remove or narrow" not in narrowed["message"]
 
 
 def test_call_level_checks_are_one_element(tmp_path):

@@ -230,8 +230,10 @@ def render(report: dict[str, Any], sweeps: list[str] | None = None) -> str:
         per_backend=run.get("per_backend", {}) or {},
         expectations=sorted((e for e in report.get("expectations") or []
                              if e.get("status") != "not-run"),
-                            key=lambda e: ("fixed", "unused", "used").index(e["status"])
-                            if e.get("status") in ("fixed", "unused", "used") else 3),
+                            key=lambda e: ("fixed", "unused", "used", "passing").index(
+                                e["status"])
+                            if e.get("status") in ("fixed", "unused", "used", "passing")
+                            else 4),
         details_dropped=data["details_dropped"],
         data=markupsafe.Markup(data_json(data)),
         css=markupsafe.Markup(css), js=markupsafe.Markup(js), sweeps=sweeps or [],

@@ -245,18 +245,24 @@ class Console:
         Every shipped expectation is shown failing by the shipped cases, so on a run
         over all of them these lists are empty until a framework changes; a run
         narrowed by --cases, --dtype or --device may simply not reach an expectation's
-        cases, and the line says so rather than advise an edit."""
+        cases: its covered-but-passing expectations are `passing` (Ledger.finish), and
+        the lines say so rather than advise an edit."""
         for status, style, advice in (
                 ("fixed", "cyan", "every element it covers passes now: remove or narrow it"),
+                ("passing", "dim", "every element it covers passes in this run, which was "
+                                   "narrowed by --cases, --dtype or --device and may not "
+                                   "reach its failures: not evidence of a fix"),
                 ("unused", "yellow", "its backend ran but it covered nothing: a stale or "
                                      "mistyped entry")):
             hit = [e for e in summaries if e.get("status") == status]
             if not hit:
                 continue
-            if narrowed:
+            if narrowed and status == "unused":
                 advice = ("this run was narrowed by --cases, --dtype or --device, so its "
                           "cases may not reach them")
             self._line(f"{len(hit)} expectation(s) {status}: {advice}", style=style)
+            if status == "passing":  # no edit to make: the count is enough
+                continue
             for e in hit[:SHOW_UNEXPECTED]:
                 self._line(f"  {e['id']} {e['backend']} {e['kind']}"
                            + (f" where {e['where']}" if e.get("where") else ""))

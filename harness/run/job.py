@@ -108,6 +108,12 @@ def plan_report(request: ReportRequest) -> ReportPlan:
     return ReportPlan(request, cases, examples, entries, chosen, trials, started)
 
 
+def narrowed(request: ReportRequest) -> bool:
+    """Whether the run leaves out shipped cases, dtypes or devices, so that it may not
+    reach an expectation's failing elements (see Ledger.finish)."""
+    return bool(request.cases or request.dtypes or request.devices)
+
+
 def canonical_order(results: list[dict[str, Any]], backends: list[dict[str, Any]],
                     trials: list[Any]) -> None:
     """Sort records as the run was planned, not as workers happened to finish, so the
@@ -186,7 +192,8 @@ def run_report(plan: ReportPlan) -> ReportOutcome:
         json_path, html_path = req.out / "report.json", req.out / "report.html"
         with phases.run("report.json"):
             doc = report.build(backends, sink.results, run, report.case_index(cases),
-                               expectations=entries.finish(), coverage=coverage_table)
+                               expectations=entries.finish(narrowed=narrowed(req)),
+                               coverage=coverage_table)
             json_path = report.write_json(doc, req.out, packed=req.packed_json, texts=texts)
         if not phases.ok("report.json"):
             with phases.run("report.json (records only)"):

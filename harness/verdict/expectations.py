@@ -16,8 +16,10 @@ still seen.
 
 Over a whole run each expectation is also judged (`Ledger.finish`): `used` when it
 covered failing elements; `fixed` when it covered elements and all of them pass now
-(an upstream fix: remove or narrow it); `unused` when it covered nothing although its
-backend ran (a stale or mistyped entry, never silently ignored); `not-run` when
+(an upstream fix: remove or narrow it), or `passing` when the run was narrowed by
+--cases, --dtype or --device and so may not reach its failures; `unused` when it
+covered nothing although its backend ran (a stale or mistyped entry, never silently
+ignored); `not-run` when
 nothing in its scope ran (another backend, dtype or device than this run's).
 """
 
@@ -107,6 +109,7 @@ class Expectation:
     covered_failing: int = 0  # failing elements it covered
     covered_passing: int = 0  # passing elements it covered
     _passing_records: list[Record] = field(default_factory=list, repr=False)
+    narrowed: bool = False  # judged in a narrowed run: `passing` instead of `fixed`
 
     def scoped(self, implementation: str, device: str, dtype: str, reduction: str) -> bool:
         """Whether a call lies inside this expectation's scope (the check aside)."""
@@ -122,11 +125,11 @@ class Expectation:
 
     @property
     def outcome(self) -> str:
-        """used / fixed / unused / not-run (module docstring)."""
+        """used / fixed / passing / unused / not-run (module docstring)."""
         if self.covered_failing:
             return "used"
         if self.covered_passing:
-            return "fixed"
+            return "passing" if self.narrowed else "fixed"
         return "unused" if self.in_scope else "not-run"
 
     def summary(self) -> dict[str, Any]:
@@ -381,10 +384,18 @@ class Expectations:
                               f"element(s) not covered by any expectation, first "
                               f"{cov.describe(int(uncovered[0]))}")
 
-    def finish(self) -> list[dict[str, Any]]:
-        """Close the ledger: mark the records of `fixed` expectations; the summaries."""
+    def finish(self, narrowed: bool = False) -> list[dict[str, Any]]:
+        """Close the ledger: mark the records of `fixed` expectations; the summaries.
+
+        `narrowed`: the run left out some of the shipped cases, dtypes or devices. Every
+        shipped expectation is shown failing by the whole shipped run; a narrowed run
+        may reach only an expectation's passing elements (float32 alone, or a case file
+        without the failing cases), which is no evidence of a fix. Its expectations are
+        then `passing`, not `fixed`, and their records stay `pass`."""
         for e in self.items:
-            if e.outcome == "fixed":
+            if e.outcome == "fixed" and narrowed:
+                e.narrowed = True
+            elif e.outcome == "fixed":
                 for rec in e._passing_records:
                     if rec.get("status") == Status.PASS:
                         rec["status"] = Status.FIXED.value
@@ -399,6 +410,7 @@ class Expectations:
         """Forget what was covered (a fresh run with the same list)."""
         for e in self.items:
             e.in_scope = e.covered_failing = e.covered_passing = 0
+            e.narrowed = False
             e._passing_records.clear()
 
 
