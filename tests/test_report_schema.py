@@ -118,6 +118,26 @@ def test_rewriting_report_json_reuses_the_records_text_only_while_they_are_uncha
     assert again["results"][-1]["case"] == "added/after-the-first-write"
 
 
+def test_report_json_takes_the_streamed_lines_of_unchanged_records(tmp_path):
+    """report.json reuses each record's line from results.partial.jsonl (Sink.lines); a
+    record relabelled after it arrived (a `fixed` one) is forgotten and written anew,
+    so the file is exactly what a fresh serialization gives."""
+    from tests.test_report_html import synthetic_report
+
+    doc = synthetic_report(n_random=2)
+    sink = report.Sink(tmp_path / "run")
+    sink.add(doc["results"])
+    streamed = (tmp_path / "run" / "results.partial.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in streamed] == doc["results"]
+    changed = doc["results"][0]
+    changed["status"], changed["message"] = "fixed", "relabelled after it arrived"
+    sink.forget([changed])
+    doc["results"].reverse()  # the canonical order sorts the records: lines follow them
+    reused = report.write_json(doc, tmp_path / "a", texts={"record lines": sink.lines})
+    assert reused.read_text() == report.write_json(doc, tmp_path / "fresh").read_text()
+    sink.close()
+
+
 @pytest.mark.parametrize("spoil", ["unknown field", "bad status", "sweep without x"])
 def test_the_findings_are_checked_too(spoil):
     """`findings` (what the page shows, harness/report/findings.py) is described field by

@@ -243,19 +243,31 @@ def exit_code(results: list[dict[str, Any]]) -> int:
 
 
 class Sink:
-    """Appends each finished call's records to a JSON-lines file as they arrive."""
+    """Appends each finished call's records to a JSON-lines file as they arrive.
+
+    Each record's line is kept (`lines`, by id of the record): report.json lays its
+    records out one per line in the same text, so a record that has not changed
+    since is not serialized a second time (`forget` the ones that changed)."""
 
     def __init__(self, out_dir: Path) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
         self.path = out_dir / "results.partial.jsonl"
         self._fh = self.path.open("w", encoding="utf-8")
         self.results: list[dict[str, Any]] = []
+        self.lines: dict[int, str] = {}
 
     def add(self, records: list[dict[str, Any]]) -> None:
         for r in records:
-            self._fh.write(json.dumps(r, allow_nan=False) + "\n")
+            line = layout.compact(r)
+            self.lines[id(r)] = line
+            self._fh.write(line + "\n")
         self._fh.flush()
         self.results.extend(records)
+
+    def forget(self, records: list[dict[str, Any]]) -> None:
+        """These records changed after they arrived: their lines are stale."""
+        for r in records:
+            self.lines.pop(id(r), None)
 
     def close(self, keep: bool = False) -> None:
         self._fh.close()

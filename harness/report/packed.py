@@ -330,6 +330,11 @@ _ELEMENT_ORDER = ("index", "expected", "got", "ulp", "allowance", "cond", "input
 
 # ------------------------------------------------------------------ writing ----
 
+def compact(v: Any) -> str:
+    """One value as one line of strict JSON, as report.json lays out its records."""
+    return _compact(v)
+
+
 def _compact(v: Any) -> str:
     return json.dumps(v, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
@@ -343,15 +348,19 @@ def dumps(doc: dict[str, Any], texts: dict[str, tuple[int, int, str]] | None = N
     same object with the same length is not serialized again. A report is written once
     when its records are in and again at the end with every phase in `run`; the
     records do not change between the two, and serializing them was a third of a
-    second write of a default run's report.json."""
+    second write of a default run's report.json. `texts["record lines"]`, when given,
+    maps id(record) to that record's line as the results file streamed it (Sink), for
+    records that have not changed since."""
     parts = []
+    lines: dict[int, str] = (texts or {}).get("record lines") or {}
     for k, v in doc.items():
         known = texts.get(k) if texts is not None else None
         if known is not None and known[:2] == (id(v), len(v)):
             parts.append(f" {_compact(k)}: {known[2]}")
             continue
         if k in ("calls", "results") and isinstance(v, list) and v:
-            text = "[\n" + ",\n".join("  " + _compact(x) for x in v) + "\n ]"
+            text = "[\n" + ",\n".join("  " + (lines.get(id(x)) or _compact(x))
+                                       for x in v) + "\n ]"
         elif k == "trials" and isinstance(v, dict) and v:
             text = "{\n" + ",\n".join(f"  {_compact(t)}: {_compact(x)}"
                                       for t, x in v.items()) + "\n }"
@@ -364,5 +373,5 @@ def dumps(doc: dict[str, Any], texts: dict[str, tuple[int, int, str]] | None = N
     return "{\n" + ",\n".join(parts) + "\n}\n"
 
 
-__all__ = ["CALL_FIELDS", "PROFILE_DIGITS", "dumps", "is_packed", "pack", "records",
+__all__ = ["CALL_FIELDS", "PROFILE_DIGITS", "compact", "dumps", "is_packed", "pack", "records",
            "same", "trial_key", "unpack"]
