@@ -122,6 +122,9 @@ def _shape(value: Any, key: str = "") -> Any:
             return "object"
         return tuple(sorted((k, _shape(v, k)) for k, v in value.items()))
     if isinstance(value, list):
+        if key in _FLOAT_KEYS and value and all(
+                type(v) is float or v in _FLOAT_WORDS for v in value):
+            return ("list", ("float",))  # a list of values (fnum): the common case, quickly
         return ("list", tuple(dict.fromkeys(_shape(v, key) for v in value)))
     if isinstance(value, bool) or value is None:
         return value
