@@ -8,10 +8,11 @@ in this one process, in order, timing each:
 * ``plan``: loading the YAML cases, generating the examples, parsing the
   expectations, discovering the backends;
 * ``reference``: ``reference.evaluate`` for every trial and variant the calls need;
-* per backend, in a fresh process of its own as in a report, ``import`` (its
-  framework, by asking it what it offers) and ``calls`` (the backend's ``run`` for
-  every planned call, repeats included); then, here, ``judging`` (comparing with the
-  reference and matching the expectations);
+* per backend shard (JAX's one per dtype, as the report splits them), in a fresh
+  process of its own as in a report, ``import`` (its framework, by asking it what it
+  offers) and ``calls`` (the backend's ``run`` for every planned call, repeats
+  included); then, here, each backend's ``judging`` (comparing with the reference and
+  matching the expectations);
 * ``order``, ``report.json`` (building and writing it), ``validate`` (the JSON
   Schema) and ``report.html``.
 
@@ -40,6 +41,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from harness import report
 from harness.run.calls import Twins, perform, records_for
 from harness.run.job import ReportRequest, canonical_order, plan_report
+from harness.run.runner import RunOptions
 from harness.run.trials import ReferenceCache, plan
 
 ROWS: list[tuple[str, float, str]] = []
@@ -54,7 +56,8 @@ def timed(phase: str, note: str = "") -> Iterator[dict[str, str]]:
     ROWS.append((phase, time.perf_counter() - start, extra["note"]))
 
 
-def _calls(spec: str, trials: list, compiled: bool, forward_mode: bool) -> tuple:
+def _calls(spec: str, trials: list, dtypes: tuple[str, ...], compiled: bool,
+           forward_mode: bool) -> tuple:
     """In a fresh process (a Keras engine is chosen once per process, as in the report's
     workers): import the backend, then make every planned call; times both."""
     from harness.run.pool import single_threaded
@@ -67,7 +70,7 @@ def _calls(spec: str, trials: list, compiled: bool, forward_mode: bool) -> tuple
     imported = time.perf_counter() - start
     if info.get("availability"):
         return info, [], [], imported, 0.0
-    tasks = plan(info, trials, tuple(info["devices"][:1]), compiled=compiled,
+    tasks = plan(info, trials, tuple(info["devices"][:1]), dtypes, compiled=compiled,
                  forward_mode=forward_mode)
     start = time.perf_counter()
     outcomes = [perform(backend, trials[t.trial], t.implementation, t.device, t.variant)
@@ -94,22 +97,33 @@ def main() -> None:
         row["note"] = f"{len(p.cases)} cases, {len(p.trials)} trials"
     refs = ReferenceCache()
     measured = []
-    for loaded in p.chosen:  # each in a fresh process, as the report's workers: Keras
-        with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as one:
-            info, tasks, outcomes, imported, calls = one.submit(
-                _calls, loaded.spec, p.trials, args.compiled, args.forward_mode).result()
-        ROWS.append((f"{loaded.name}: import", imported, info.get("availability") or ""))
-        ROWS.append((f"{loaded.name}: calls", calls, f"{len(tasks)} calls"))
-        measured.append((info, tasks, outcomes))
+    split = RunOptions().split_by_dtype
+    dtypes = list(dict.fromkeys(t.dtype for t in p.trials))
+    for loaded in p.chosen:  # in fresh processes, shard by shard, as the report's workers
+        shards = [(d,) for d in dtypes] if loaded.name in split else [()]
+        for shard in shards:
+            label = " ".join([loaded.name, *shard])
+            with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as one:
+                info, tasks, outcomes, imported, calls = one.submit(
+                    _calls, loaded.spec, p.trials, shard, args.compiled,
+                    args.forward_mode).result()
+            ROWS.append((f"{label}: import", imported, info.get("availability") or ""))
+            ROWS.append((f"{label}: calls", calls, f"{len(tasks)} calls"))
+            measured.append((info, tasks, outcomes))
     with timed("reference") as row:
         needed = {(t.trial, t.variant) for _, tasks, _ in measured for t in tasks}
         for trial, variant in needed:
             refs.get(p.trials[trial], variant)
         row["note"] = f"{len(needed)} trial × variant pairs"
     results: list[dict] = []
-    infos = []
-    for info, tasks, outcomes in measured:
-        infos.append(info)
+    infos, merged = [], {}
+    for info, tasks, outcomes in measured:  # a split backend's shards, judged together
+        if info["name"] not in merged:
+            infos.append(info)
+            merged[info["name"]] = (info, [], [])
+        merged[info["name"]][1].extend(tasks)
+        merged[info["name"]][2].extend(outcomes)
+    for info, tasks, outcomes in merged.values():
         if not tasks:
             continue
         with timed(f"{info['name']}: judging") as row:
@@ -144,7 +158,11 @@ def main() -> None:
     print(f"{'phase':<{width}}  {'seconds':>8}  {'share':>6}  note")
     for name, seconds, note in ROWS:
         print(f"{name:<{width}}  {seconds:8.2f}  {seconds / total:6.1%}  {note}")
+    workers = sum(sec for name, sec, _ in ROWS if name.endswith((": import", ": calls")))
     print(f"{'total (one core)':<{width}}  {total:8.2f}")
+    print(f"{'  workers':<{width}}  {workers:8.2f}  {workers / total:6.1%}  imports and calls")
+    print(f"{'  parent':<{width}}  {total - workers:8.2f}  {(total - workers) / total:6.1%}  "
+          "the rest")
     print(f"files in {out}")
 
 
