@@ -193,7 +193,13 @@ def targets(loaded: Loaded, config: pytest.Config) -> list[Target]:
     devices = set(config.getoption("--device"))
     dtypes = set(config.getoption("--dtype"))
     usable = tuple(d for d in info["dtypes"] if not dtypes or d in dtypes)
+    # the compiled implementations only with --compiled, as in the conformance suite:
+    # each drawn shape compiles anew (torch.compile: seconds an example, 18 s of this
+    # item for torch); each backend's own tests compare them with their eager twins
+    # on fixed inputs in every run (tests/test_backend_*.py: "agrees_with_eager")
+    compiled = set(info.get("eager_twins", {})) if not config.getoption("--compiled") else set()
     found = [Target(loaded, impl, dev, usable) for impl in info["implementations"]
+             if impl not in compiled
              for dev in info["devices"] if usable and (not devices or dev in devices)]
     if not found:
         pytest.skip(f"{loaded.name}: nothing left by --device / --dtype")
