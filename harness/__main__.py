@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="per-call limit before a backend's worker is killed (default 120)")
     r.add_argument("--jobs", type=int, default=0, metavar="N",
                    help="worker processes at once, for the calls and the shrinking; each "
-                        "backend's calls are split into dtype shards that queue for them "
+                        "backend's calls are shards that queue for them (JAX's one per dtype) "
                         "(default: one per available core)")
     r.add_argument("--compiled", action="store_true",
                    help="also run the backends' compiled implementations (torch.compile, "
