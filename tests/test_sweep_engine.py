@@ -124,7 +124,11 @@ def test_resume_computes_only_what_is_missing(tmp_path):
 @pytest.mark.slow
 def test_interrupted_sweep_resumes_where_it_stopped(tmp_path):
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "BCE_SWEEP_SLOW": "0.4"}
+    # each call sleeps long enough that the sweep is still running when the third shard
+    # file shows up: at 0.4 s, a loaded CI machine (two xdist workers beside the
+    # cluster) once wrote the third file only when 25 of the 32 shards were done, and
+    # the sweep had finished before Ctrl-C reached it
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "BCE_SWEEP_SLOW": "1.5"}
     args = [sys.executable, "-m", "harness.sweep", "--dtype", "float32", "--stride", "65537",
             "--plugin", PLUGIN, "--backend", "slow", "--out", str(out), "--workers", "2",
             "--shard", "2048", "--no-shipped-expectations"]
