@@ -121,19 +121,22 @@ def test_resume_computes_only_what_is_missing(tmp_path):
                  "--targets", "0") == 2
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_interrupted_sweep_resumes_where_it_stopped(tmp_path):
     out = tmp_path / "out"
-    # each call sleeps long enough that the sweep is still running when the third shard
-    # file shows up: at 0.4 s, a loaded CI machine (two xdist workers beside the
-    # cluster) once wrote the third file only when 25 of the 32 shards were done, and
-    # the sweep had finished before Ctrl-C reached it
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "BCE_SWEEP_SLOW": "1.5"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "BCE_SWEEP_SLOW": "0.4"}
     args = [sys.executable, "-m", "harness.sweep", "--dtype", "float32", "--stride", "65537",
             "--plugin", PLUGIN, "--backend", "slow", "--out", str(out), "--workers", "2",
             "--shard", "2048", "--no-shipped-expectations"]
+    # Ctrl-C as a terminal delivers it: a suite started in the background (`cmd &` in a
+    # script) inherits SIGINT ignored, the sweep would inherit that too and never see it
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_sigint_default)
     root = out / "sweep-float32.shards/slow"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list(root.glob("*.json"))) < 3:
