@@ -99,23 +99,24 @@ def test_report_json_is_flat_by_default_and_packed_on_request(tmp_path):
 
 def test_rewriting_report_json_reuses_the_records_text_only_while_they_are_unchanged(
         tmp_path):
-    """The end-of-run rewrite (every phase in `run`) reuses the records' text from the
-    first write; the file is what a fresh write gives, and a record added in between
-    is not lost to a stale text."""
+    """The end-of-run rewrite (every phase in `run`) reuses the records' streamed lines;
+    the file is what a fresh write gives, and a record added in between is not lost to
+    a stale text."""
     from tests.test_report_html import synthetic_report
 
     doc = synthetic_report(n_random=2)
-    texts: dict = {}
-    report.write_json(doc, tmp_path / "a", texts=texts)
-    assert "results" in texts
+    sink = report.Sink(tmp_path / "run")
+    sink.add(doc["results"])
+    report.write_json(doc, tmp_path / "a", lines=sink.lines)
     doc["run"] = {**doc.get("run", {}), "phases": [{"phase": "validate", "status": "ok",
                                                       "seconds": 0.1, "why": None}]}
-    reused = report.write_json(doc, tmp_path / "a", texts=texts).read_text()
+    reused = report.write_json(doc, tmp_path / "a", lines=sink.lines).read_text()
     assert reused == report.write_json(doc, tmp_path / "fresh").read_text()
     assert json.loads(reused)["run"]["phases"][0]["phase"] == "validate"
     doc["results"].append(dict(doc["results"][0], case="added/after-the-first-write"))
-    again = json.loads(report.write_json(doc, tmp_path / "a", texts=texts).read_text())
+    again = json.loads(report.write_json(doc, tmp_path / "a", lines=sink.lines).read_text())
     assert again["results"][-1]["case"] == "added/after-the-first-write"
+    sink.close()
 
 
 def test_report_json_takes_the_streamed_lines_of_unchanged_records(tmp_path):
@@ -133,7 +134,7 @@ def test_report_json_takes_the_streamed_lines_of_unchanged_records(tmp_path):
     changed["status"], changed["message"] = "fixed", "relabelled after it arrived"
     sink.forget([changed])
     doc["results"].reverse()  # the canonical order sorts the records: lines follow them
-    reused = report.write_json(doc, tmp_path / "a", texts={"record lines": sink.lines})
+    reused = report.write_json(doc, tmp_path / "a", lines=sink.lines)
     assert reused.read_text() == report.write_json(doc, tmp_path / "fresh").read_text()
     sink.close()
 

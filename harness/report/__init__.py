@@ -291,16 +291,16 @@ def write(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
 
 
 def write_json(report: dict[str, Any], out_dir: Path, packed: bool = False,
-               texts: dict[str, Any] | None = None) -> Path:
+               lines: dict[int, str] | None = None) -> Path:
     """Write report.json into out_dir (atomically: a reader never sees half a file):
     flat, one record a line (schema version 2), or packed by call and trial with
-    `packed` (harness.report.packed, version 3). `texts` (flat only): the serialized
-    records of an earlier write of the same report, reused (harness.report.packed.dumps)."""
+    `packed` (harness.report.packed, version 3). `lines` (flat only): the records'
+    lines as `Sink` streamed them, reused (harness.report.packed.dumps)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / "report.json"
     tmp = json_path.with_suffix(".json.tmp")
     try:
-        text = layout.dumps(layout.pack(report)) if packed else layout.dumps(report, texts)
+        text = layout.dumps(layout.pack(report)) if packed else layout.dumps(report, lines)
     except Exception:  # what was measured goes to disk even so: flat, one record a line
         text = layout.dumps(report)
         tmp.write_text(text, encoding="utf-8")

@@ -207,6 +207,10 @@ def _asset(name: str) -> str:
     return (_HERE / name).read_text(encoding="utf-8")
 
 
+#: The page lists expectations needing an edit first.
+_EXPECTATION_ORDER = {"fixed": 0, "unused": 1, "used": 2, "passing": 3}
+
+
 def render(report: dict[str, Any], sweeps: list[str] | None = None) -> str:
     """The whole page as one string (harness.report.write saves it as report.html).
     `sweeps`: the dtypes of `python -m harness sweep` pages beside it (sweep-<dtype>.html),
@@ -230,10 +234,7 @@ def render(report: dict[str, Any], sweeps: list[str] | None = None) -> str:
         per_backend=run.get("per_backend", {}) or {},
         expectations=sorted((e for e in report.get("expectations") or []
                              if e.get("status") != "not-run"),
-                            key=lambda e: ("fixed", "unused", "used", "passing").index(
-                                e["status"])
-                            if e.get("status") in ("fixed", "unused", "used", "passing")
-                            else 4),
+                            key=lambda e: _EXPECTATION_ORDER.get(e.get("status"), 4)),
         details_dropped=data["details_dropped"],
         data=markupsafe.Markup(data_json(data)),
         css=markupsafe.Markup(css), js=markupsafe.Markup(js), sweeps=sweeps or [],

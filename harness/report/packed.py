@@ -332,44 +332,30 @@ _ELEMENT_ORDER = ("index", "expected", "got", "ulp", "allowance", "cond", "input
 
 def compact(v: Any) -> str:
     """One value as one line of strict JSON, as report.json lays out its records."""
-    return _compact(v)
-
-
-def _compact(v: Any) -> str:
     return json.dumps(v, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def dumps(doc: dict[str, Any], texts: dict[str, tuple[int, int, str]] | None = None) -> str:
+def dumps(doc: dict[str, Any], lines: dict[int, str] | None = None) -> str:
     """Strict JSON, for people too: the small sections indented, then one line per trial
     and one line per call (or per record, for a flat doc), so `grep` finds a call.
 
-    `texts`, when given, keeps the text of the large sections (`results`, `calls`,
-    `trials`) between two writes of the same document: a section that is still the
-    same object with the same length is not serialized again. A report is written once
-    when its records are in and again at the end with every phase in `run`; the
-    records do not change between the two, and serializing them was a third of a
-    second write of a default run's report.json. `texts["record lines"]`, when given,
-    maps id(record) to that record's line as the results file streamed it (Sink), for
-    records that have not changed since."""
+    `lines`, when given, maps id(record) to that record's line as the results file
+    streamed it (harness.report.Sink), for records that have not changed since: they
+    are not serialized again (in a default run, that was most of writing report.json,
+    which is written twice: when the records are in, and at the end with every phase)."""
+    lines = lines or {}
     parts = []
-    lines: dict[int, str] = (texts or {}).get("record lines") or {}
     for k, v in doc.items():
-        known = texts.get(k) if texts is not None else None
-        if known is not None and known[:2] == (id(v), len(v)):
-            parts.append(f" {_compact(k)}: {known[2]}")
-            continue
         if k in ("calls", "results") and isinstance(v, list) and v:
-            text = "[\n" + ",\n".join("  " + (lines.get(id(x)) or _compact(x))
+            text = "[\n" + ",\n".join("  " + (lines.get(id(x)) or compact(x))
                                        for x in v) + "\n ]"
         elif k == "trials" and isinstance(v, dict) and v:
-            text = "{\n" + ",\n".join(f"  {_compact(t)}: {_compact(x)}"
+            text = "{\n" + ",\n".join(f"  {compact(t)}: {compact(x)}"
                                       for t, x in v.items()) + "\n }"
         else:
             text = json.dumps(v, indent=1, ensure_ascii=False, allow_nan=False)
             text = text.replace("\n", "\n ")
-        if texts is not None and k in ("calls", "results", "trials"):
-            texts[k] = (id(v), len(v), text)
-        parts.append(f" {_compact(k)}: {text}")
+        parts.append(f" {compact(k)}: {text}")
     return "{\n" + ",\n".join(parts) + "\n}\n"
 
 

@@ -165,7 +165,6 @@ def run_report(plan: ReportPlan) -> ReportOutcome:
         worker_log.unlink(missing_ok=True)
     pool = Pool(opts.jobs, log=worker_log)
     written = False  # whether report.json holds the records
-    texts: dict[str, Any] = {}  # the records' text, reused when report.json is rewritten
     try:
         with phases.run("calls"):
             try:
@@ -195,10 +194,10 @@ def run_report(plan: ReportPlan) -> ReportOutcome:
             # closing the ledger relabels the records of `fixed` expectations: the only
             # records that change after they arrived, so only their lines are redone
             sink.forget([r for r in sink.results if r.get("status") == "fixed"])
-            texts["record lines"] = sink.lines
             doc = report.build(backends, sink.results, run, report.case_index(cases),
                                expectations=ledger, coverage=coverage_table)
-            json_path = report.write_json(doc, req.out, packed=req.packed_json, texts=texts)
+            json_path = report.write_json(doc, req.out, packed=req.packed_json,
+                                          lines=sink.lines)
         if not phases.ok("report.json"):
             with phases.run("report.json (records only)"):
                 json_path = report.write_json(doc, req.out, packed=req.packed_json)
@@ -235,7 +234,7 @@ def run_report(plan: ReportPlan) -> ReportOutcome:
     run["seconds"] = round(time.monotonic() - plan.started, 2)
     try:
         report.write_json(doc, req.out, packed=req.packed_json,  # again, with every phase
-                          texts=texts)
+                          lines=sink.lines)
     except Exception as exc:
         print(f"report.json could not be rewritten with the phases: {why(exc)}", file=sys.stderr)
         phases.records.append({"phase": "report.json (final)", "status": "failed",

@@ -3,11 +3,11 @@
 A *trial* is one case in one dtype with one reduction; the reference is evaluated
 once per trial and shared by every backend. Backends run in worker processes (a
 `Pool`, at most one per available core by default; each backend's calls are one
-shard, JAX's one per dtype, and the shards queue for them), so a segfault, an abort or a hang in one
-framework costs that backend the call in flight (recorded as `error`, the worker
-restarted for the rest, the backend given up after `max_restarts`) and never the
-other backends' results. Records are handed to the caller the moment a
-call finishes, so an interrupted run keeps everything it finished.
+shard, JAX's one per dtype, and the shards queue for them), so a segfault, an abort
+or a hang in one framework costs that backend the call in flight (recorded as
+`error`, the worker restarted for the rest, the backend given up after
+`max_restarts`) and never the other backends' results. Records are handed to the
+caller the moment a call finishes, so an interrupted run keeps everything it finished.
 """
 
 from __future__ import annotations
