@@ -23,8 +23,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
-        sys.stderr.write(f"error: {message}. Run `python -m harness {self.prog.split()[-1]} "
-                         "--help` for the options.\n")
+        sys.stderr.write(f"error: {message}. Run `{self.prog} --help` for the options.\n")
         raise SystemExit(2)
 
 
@@ -105,7 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     from harness.cases import CaseFileError
     from harness.run.registry import UsageError
 
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # named by the command they were given to: its usage, its --help
+        command = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        command.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return {"report": cmd_report, "backends": cmd_backends, "cases": cmd_cases,
                 "diff": cmd_diff, "sweep": cmd_sweep}[args.command](args)

@@ -128,6 +128,9 @@ def test_aborting_and_hanging_workers_leave_a_complete_report(small, tmp_path):
     (["report", "--dtype", "float8"], "invalid choice"),
     (["report", "--examples", "-1"], "--examples must be 0 or more"),
     (["report", "--seed", "abc"], "invalid int value"),
+    # an option the command does not have: that command's usage and its --help
+    (["report", "--no-shrink"], "unrecognized arguments: --no-shrink. Run `python -m harness "
+                                "report --help`"),
 ])
 def test_bad_usage_exits_2_without_traceback(args, message, tmp_path):
     r = harness(*args, "--out", str(tmp_path / "o"))
