@@ -121,10 +121,6 @@ def test_resume_computes_only_what_is_missing(tmp_path):
                  "--targets", "0") == 2
 
 
-def _sigint_default() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @pytest.mark.slow
 def test_interrupted_sweep_resumes_where_it_stopped(tmp_path):
     out = tmp_path / "out"
@@ -133,10 +129,16 @@ def test_interrupted_sweep_resumes_where_it_stopped(tmp_path):
             "--plugin", PLUGIN, "--backend", "slow", "--out", str(out), "--workers", "2",
             "--shard", "2048", "--no-shipped-expectations"]
     # Ctrl-C as a terminal delivers it: a suite started in the background (`cmd &` in a
-    # script) inherits SIGINT ignored, the sweep would inherit that too and never see it
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            preexec_fn=_sigint_default)
+    # script) inherits SIGINT ignored, and the sweep would inherit that too and never see
+    # it. A handled signal is reset to its default at exec (an ignored one stays ignored),
+    # so SIGINT is handled here while the sweep starts: no preexec_fn, which would fork
+    # this multithreaded process (JAX warns of deadlocks)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     root = out / "sweep-float32.shards/slow"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list(root.glob("*.json"))) < 3:
@@ -164,7 +166,7 @@ def test_interrupted_sweep_resumes_where_it_stopped(tmp_path):
 def test_an_existing_scheduler_is_used_as_it_is(tmp_path):
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None,
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0",
                       processes=True) as cluster, Client(cluster) as client:
         before = set(client.scheduler_info()["workers"])
         out = tmp_path / "out"

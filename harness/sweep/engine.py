@@ -229,8 +229,11 @@ def client_for(scheduler: str | None, workers: int, log: str | None) -> Iterator
 
     with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
                           "distributed.admin.tick.limit": "1h"}):
+        # ":0": the scheduler's HTTP server (started even without a dashboard) takes a
+        # free port, so a second sweep, or a cluster of the user's, never contends for
+        # 8787 (distributed then warns "Port 8787 is already in use")
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.CRITICAL,
+                               dashboard_address=":0", silence_logs=logging.CRITICAL,
                                env=dict(SINGLE_THREAD_ENV))
         client = Client(cluster)
         try:
