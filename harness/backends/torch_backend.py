@@ -364,7 +364,12 @@ def _compiled_loss(call: Call, device: Any) -> Callable[[dict[str, Any]], Any]:
         name = f"bce_compiled_{len(_COMPILED)}"
         code = body.__code__.replace(co_name=name)
         fresh = types.FunctionType(code, body.__globals__, name, None, body.__closure__)
-        compiled = _COMPILED[key] = torch.compile(fresh, dynamic=True)
+        with warnings.catch_warnings():
+            # the first torch.compile imports Inductor, whose torch.utils.mkldnn still
+            # uses the deprecated torch.jit.script_method: torch's business, not the user's
+            warnings.filterwarnings("ignore", message=".*torch.jit.script.*",
+                                    category=DeprecationWarning)
+            compiled = _COMPILED[key] = torch.compile(fresh, dynamic=True)
 
     settings = _dynamo_config(torch)
 
