@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -196,7 +197,7 @@ class TensorFlowBackend:
             wanted = [n for n in call.grads if n not in grads]
             if wanted:
                 try:
-                    with _missing_kernel_is_unsupported():
+                    with _missing_kernel_is_unsupported(), _mean_count_cast_is_known():
                         computed = tape.gradient(loss, [tensors[n] for n in wanted],
                                                  output_gradients=tf.ones_like(loss))
                 except Unsupported as exc:  # no backward kernel: the value still stands
@@ -407,7 +408,7 @@ def _run_compiled(call: Call, device: str, index: int | None,
         step = _FUNCTIONS[key] = tf.function(
             value_and_gradients, input_signature=_signature(host),
             jit_compile=call.implementation.endswith("+xla"))
-    with tf.device(device), _missing_kernel_is_unsupported():
+    with tf.device(device), _missing_kernel_is_unsupported(), _mean_count_cast_is_known():
         tensors = [tf.identity(tf.constant(host[n])) for n in names]
         loss, computed = step(*tensors)
     _check_placement(loss, index)
@@ -451,6 +452,21 @@ def _check_placement(loss: Any, index: int | None) -> None:
     if spec.device_type != "GPU" or spec.device_index != index:
         raise Unsupported(f"TensorFlow placed the result on {loss.device} instead of GPU:{index} "
                           "(soft device placement: no GPU kernel for this dtype)")
+
+
+@contextmanager
+def _mean_count_cast_is_known() -> Iterator[None]:
+    """Silence numpy's "overflow encountered in cast" from math_grad._MeanGrad.
+
+    The gradient of a float16 mean casts the element count to float16 with numpy,
+    which warns once the count is 65,520 or more (it becomes inf and every gradient 0).
+    That is tensorflow#115732, which the shipped expectations record with its mechanism;
+    the warning itself says nothing more and read as the harness's own in pytest's summary.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="overflow encountered in cast",
+                                category=RuntimeWarning, module="tensorflow")
+        yield
 
 
 @contextmanager
