@@ -72,10 +72,16 @@ def _terms(x: float, y: float, w: float | None, p: float | None) -> dict[str, li
     X, Y = Decimal(x), Decimal(y)
     W = Decimal(1) if w is None else Decimal(w)
     P = Decimal(1) if p is None else Decimal(p)
-    spx = softplus(X)
-    spn = softplus(-X)
-    sx = sigmoid(X)
-    sn = sigmoid(-X)
+    # softplus(X), softplus(-X), sigmoid(X) and sigmoid(-X), with e**-|x| and its log1p
+    # taken once (the same operations as those functions, a quarter of the exps)
+    t = _exp_neg(abs(X))
+    lg = _log1p(t)
+    zero = Decimal(0)
+    spx = max(X, zero) + lg
+    spn = max(-X, zero) + lg
+    s_big = 1 / (1 + t)  # sigmoid(|x|)
+    s_small = t / (1 + t)  # sigmoid(-|x|)
+    sx, sn = (s_big, s_small) if X >= 0 else (s_small, s_big)
     one_y = 1 - Y
     return {
         "loss": [W * one_y * spx, W * P * Y * spn],
