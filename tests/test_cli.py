@@ -255,3 +255,25 @@ def test_a_bad_expectations_file_is_exit_2_with_file_line_and_fix(small, tmp_pat
     assert r.returncode == 2, r.stdout + r.stderr
     assert f"{bad.name}:5:" in r.stderr and "tagret" in r.stderr and "target" in r.stderr
     assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("request_fields, message", [
+    ({"backends": ("nope",)}, "unknown backend 'nope'"),
+    ({"cases": ("does/not/exist.yaml",)}, "no such file"),
+    ({"known": (Path("does/not/exist.yaml"),)}, "exist.yaml"),
+])
+def test_bad_input_is_refused_before_the_examples_are_generated(request_fields, message,
+                                                                monkeypatch):
+    """A mistyped backend or a missing file is refused at once: generating the default
+    80 examples (a second or two) comes after every check that can refuse the command."""
+    from harness.generate import seeding
+    from harness.run import job
+    from harness.run.registry import UsageError
+
+    def generation_started(*args, **kwargs):
+        raise AssertionError("examples generated before the input was checked")
+
+    monkeypatch.setattr(seeding, "generate_cases", generation_started)
+    with pytest.raises((UsageError, ValueError, OSError)) as exc:
+        job.plan_report(job.ReportRequest(**request_fields))
+    assert message in str(exc.value)

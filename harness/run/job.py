@@ -94,14 +94,17 @@ def plan_report(request: ReportRequest) -> ReportPlan:
     started = time.monotonic()
     if request.jobs < 0:
         raise UsageError("--jobs must be 1 or more (0, the default: one per available core).")
-    cases = load_cases(request.cases)
     examples = DEFAULT_EXAMPLES if request.examples is None else request.examples
     if examples < 0:
         raise UsageError("--examples must be 0 or more (0 turns generation off).")
+    # everything that can refuse the command first, cheapest first: validating the case
+    # files takes most of a second and generating the examples a second or two, and a
+    # mistyped backend or a bad file must not wait for them
+    chosen = select(discover(list(request.plugins)), list(request.backends))
+    cases = load_cases(request.cases)
+    entries = expect.load(list(request.known), shipped=request.shipped_expectations)
     if examples:
         cases = cases + generate_cases(examples, request.seed)
-    entries = expect.load(list(request.known), shipped=request.shipped_expectations)
-    chosen = select(discover(list(request.plugins)), list(request.backends))
     trials = expand(cases, request.dtypes)
     if not trials:
         raise UsageError("the selection leaves no trial to run (check --cases and --dtype).")
