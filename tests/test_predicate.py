@@ -424,3 +424,18 @@ def test_exp_subnormal_tiny_and_size():
     assert not parse("size > 16384").evaluate(
         Elements(values={"input": x, "size": np.full(6, 6.0)}, dtype="float16",
                  measured="float16", arg_dtypes={}, n=6)).any()
+
+
+def test_every_class_and_variable_is_documented():
+    """docs/expectations.md's tables name every class and variable a predicate accepts
+    (exp-subnormal and tiny were used by the shipped list but missing from them)."""
+    from pathlib import Path
+
+    from harness.verdict import predicate
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "expectations.md").read_text(
+        encoding="utf-8")
+    classes = text.split("| class | holds when |", 1)[1].split("\n\n", 1)[0]
+    missing = [c for c in predicate.CLASSES if f"`{c}`" not in classes]
+    assert not missing, f"classes not in docs/expectations.md: {missing}"
+    assert [v for v in predicate.VARIABLES if f"`{v}`" not in text] == []
