@@ -439,3 +439,14 @@ def test_every_class_and_variable_is_documented():
     missing = [c for c in predicate.CLASSES if f"`{c}`" not in classes]
     assert not missing, f"classes not in docs/expectations.md: {missing}"
     assert [v for v in predicate.VARIABLES if f"`{v}`" not in text] == []
+
+
+def test_every_kind_is_documented():
+    """docs/expectations.md's table of kinds names every kind an entry may take."""
+    from pathlib import Path
+
+    from harness.verdict import expectations
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "expectations.md").read_text(
+        encoding="utf-8")
+    assert [k for k in expectations.KINDS if f"`{k}`" not in text] == []
