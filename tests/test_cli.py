@@ -79,6 +79,12 @@ def test_clean_run_exits_0(tmp_path):
     assert r.returncode == 0, r.stderr + r.stdout
     assert "fail" not in load(tmp_path / "out")["summary"] or not load(
         tmp_path / "out")["summary"]["fail"]
+    # the page, written before the command ends, shows the time to the last call, which
+    # report.json keeps apart from the whole command's `seconds`
+    run = load(tmp_path / "out")["run"]
+    assert 0 < run["calls_done_s"] <= run["seconds"]
+    page = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert f"computed in {run['calls_done_s']} s" in page
 
 
 def test_subtly_wrong_plugin_is_caught_with_exit_1(small, tmp_path):
