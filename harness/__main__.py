@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
                         "and those plugins ship (repeatable; format in docs/expectations.md)")
     r.add_argument("--packed-json", action="store_true",
                    help="write report.json in the packed layout (schema_version 3: each call "
-                        "and trial's data once, about a fifth of the size) instead of the flat "
+                        "and trial's data once, about a third of the size) instead of the flat "
                         "`results` records (version 2); harness diff and harness.report.load "
                         "read both")
     r.add_argument("--no-shipped-expectations", action="store_true",

@@ -23,7 +23,7 @@ from typing import Any, TypedDict
 #: consumers of report.json read (docs/report.md): `results`, one self-describing record per check.
 SCHEMA_VERSION = 2
 #: The packed layout (`report --packed-json`, harness.report.packed): `calls` and `trials`,
-#: each datum once, about a fifth of the size; readers unpack it to version 2's records.
+#: each datum once, about a third of the size; readers unpack it to version 2's records.
 PACKED_SCHEMA_VERSION = 3
 #: Versions `harness diff` (and anything else reading reports) understands.
 READABLE_SCHEMA_VERSIONS = (1, 2, 3)
