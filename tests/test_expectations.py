@@ -399,6 +399,27 @@ def test_a_new_bug_inside_a_known_failing_call_is_still_a_fail(dtype):
     assert "input=20.5 " in rec["message"], rec["message"]
 
 
+def test_tensorflows_float16_count_overflow_covers_only_its_own_answers():
+    """The shipped entry for TensorFlow's float16 mean over 65,520 or more elements (the
+    count cast to float16 is inf) covers the 0 or NaN that mechanism gives, never another
+    wrong answer from the same call."""
+    from harness.cases import Case
+
+    n = 65520
+    c = Case(name="t/large", source="test", description="", input=np.zeros(n),
+             target=np.zeros(n), dtypes=("float16",), reductions=("mean",), grads=())
+    trial = Trial(c, "float16", "mean")
+    shipped = expect.Expectations(expect.load_file(expect.SHIPPED))
+
+    class Tensorflow(Fixed):
+        name = "tensorflow"
+
+    for got, status in ((0.0, "known"), (np.nan, "known"), (0.5, "fail")):
+        rec = judged(Tensorflow(np.array(got, dtype=np.float16)), trial, shipped,
+                     "sigmoid")["value"]
+        assert rec["status"] == status, (got, rec["message"])
+
+
 # ------------------------------------------------------------------- triage ----
 
 def test_triage_groups_the_unexpected_and_concludes_nothing(tmp_path, capsys):
