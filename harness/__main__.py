@@ -21,16 +21,19 @@ from harness.run.job import DEFAULT_OUT
 class _Parser(argparse.ArgumentParser):
     """argparse, but usage errors end like every other bad input: one paragraph, exit 2."""
 
+    commands: dict[str, argparse.ArgumentParser]  # the subcommands' parsers (top level)
+
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
         sys.stderr.write(f"error: {message}. Run `{self.prog} --help` for the options.\n")
         raise SystemExit(2)
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> _Parser:
     p = _Parser(prog="python -m harness",
                 description="Conformance of binary cross-entropy with logits across frameworks.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p.commands = sub.choices  # name -> its parser, which reports its own usage errors
 
     r = sub.add_parser("report", help="run backends over the cases, write report.json/html")
     r.add_argument("--backend", action="append", default=[], metavar="NAME",
@@ -107,8 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # named by the command they were given to: its usage, its --help
-        command = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        command.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return {"report": cmd_report, "backends": cmd_backends, "cases": cmd_cases,
                 "diff": cmd_diff, "sweep": cmd_sweep}[args.command](args)
