@@ -257,11 +257,8 @@ def _forward_mode(call: Call, device: Any,
             return loss_fn({**plain, name: a})
 
         try:
-            with _missing_kernel_is_unsupported(), warnings.catch_warnings():
-                # torch.func.jvp scripts its own decompositions with the deprecated
-                # torch.jit.script: torch's business, not the user's
-                warnings.filterwarnings("ignore", message=".*torch.jit.script.*",
-                                        category=DeprecationWarning)
+            # torch.func.jvp scripts its own decompositions with torch.jit.script
+            with _missing_kernel_is_unsupported(), _jit_script_deprecation_is_torchs():
                 _, tangent = torch.func.jvp(along, (primal,), (torch.ones_like(primal),))
             out[name] = _to_numpy(tangent)
         except Unsupported as exc:
@@ -364,11 +361,9 @@ def _compiled_loss(call: Call, device: Any) -> Callable[[dict[str, Any]], Any]:
         name = f"bce_compiled_{len(_COMPILED)}"
         code = body.__code__.replace(co_name=name)
         fresh = types.FunctionType(code, body.__globals__, name, None, body.__closure__)
-        with warnings.catch_warnings():
-            # the first torch.compile imports Inductor, whose torch.utils.mkldnn still
-            # uses the deprecated torch.jit.script_method: torch's business, not the user's
-            warnings.filterwarnings("ignore", message=".*torch.jit.script.*",
-                                    category=DeprecationWarning)
+        # the first torch.compile imports Inductor, whose torch.utils.mkldnn still uses
+        # torch.jit.script_method
+        with _jit_script_deprecation_is_torchs():
             compiled = _COMPILED[key] = torch.compile(fresh, dynamic=True)
 
     settings = _dynamo_config(torch)
@@ -428,6 +423,16 @@ def _disagreement(a: Result, b: Result) -> str:
 
 def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
     return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+@contextmanager
+def _jit_script_deprecation_is_torchs() -> Iterator[None]:
+    """Silence the DeprecationWarning of torch.jit.script that torch's own code raises
+    (torch.func.jvp's decompositions, Inductor's import): torch's business, not the user's."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.*",
+                                category=DeprecationWarning)
+        yield
 
 
 @contextmanager
