@@ -10,7 +10,10 @@ weight and a per-class pos_weight of shape (100,), all four gradients):
 * the same loss and gradients by the usual stable float64 formula in numpy;
 
 and prints elements per second and the reference's cost relative to float64. The best
-of R runs is reported (single process, one core: numpy does not thread these ufuncs).
+of R runs is reported (single process, one core: numpy does not thread these ufuncs,
+and the compiled kernel runs on the calling thread). Where numba is installed, the
+fast kernel and the long dd sums run compiled (harness/reference/fastjit.py); a last
+row per reduction times ``evaluate()`` with the numpy code alone, in the same run.
 The reference's cache of elementwise terms (which serves a report's repeated calls on
 the same arguments) is switched off here, so repeated calls are timed in full.
 
@@ -33,6 +36,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from harness import reference
 from harness.reference import cache as reference_cache
+from harness.reference import fastjit
 
 
 def float64_formula(x, y, w, p, reduction):
@@ -105,8 +109,18 @@ def main(argv=None) -> None:
     y = rng.random(shape)
     w = rng.random(shape) + 0.5
     p = rng.random(100) * 3
-    reference.loss(x[:10], y[:10], w[:10], p, "mean")  # warm up (tables, malloc tuning)
+    fastjit.JIT_AFTER = 0  # compiled from the first chunk, loaded by the warm-up
+    # warm up: tables, malloc tuning (n >= 65536), the compiled kernel's loading
+    reference.loss(x[:700], y[:700], w[:700], p, "mean")
+    compiled = fastjit.available()
+    if compiled:
+        import numba
+
+        kernel = f"compiled by numba {numba.__version__}"
+    else:
+        kernel = "numpy (numba not installed, or BCE_HARNESS_JIT=0)"
     print(f"{n} elements, shape {shape}, weight {w.shape}, pos_weight {p.shape}")
+    print(f"fast kernel: {kernel}")
     print(f"{'reduction':10s} {'what':26s} {'seconds':>9s} {'elements/s':>12s} {'vs float64':>11s}")
     for red in ("mean", "none"):
         t_f64 = best_of(lambda red=red: float64_formula(x, y, w, p, red), args.repeat)
@@ -115,8 +129,14 @@ def main(argv=None) -> None:
             args.repeat,
         )
         t_ev = best_of(lambda red=red: reference.evaluate(x, y, w, p, red), args.repeat)
-        for what, t in (("float64 numpy formula", t_f64), ("reference loss()+grads()", t_lg),
-                        ("reference evaluate()", t_ev)):
+        rows = [("float64 numpy formula", t_f64), ("reference loss()+grads()", t_lg),
+                ("reference evaluate()", t_ev)]
+        if compiled:
+            with fastjit.numpy_only():
+                rows.append(("evaluate(), numpy kernel",
+                             best_of(lambda red=red: reference.evaluate(x, y, w, p, red),
+                                     args.repeat)))
+        for what, t in rows:
             print(f"{red:10s} {what:26s} {t:9.3f} {n / t:12.3e} {t / t_f64:10.1f}x")
 
 

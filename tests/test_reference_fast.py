@@ -323,3 +323,129 @@ def test_fast_kernel_bits_at_the_edges_of_its_domain(monkeypatch):
     for red in R.REDUCTIONS:
         a, b = _evaluate_both(monkeypatch, (x, y, w, p), red)
         _assert_same_bits(a, b, red)
+
+
+# ===========================================================================
+# the compiled fast kernel (numba): the numpy kernel's bits
+# ===========================================================================
+
+_NO_NUMBA = "numba is not installed (the `fast` extra): the numpy kernel runs everywhere"
+
+
+def _fast_domain_args(rng, n):
+    """Arguments inside the fast domain, ordinary and at its edges, with y and p of
+    every kind the kernels branch on (0, 1, -0 excluded by the domain, tiny, huge)."""
+    x = np.concatenate([rng.standard_normal(n) * 10.0 ** rng.uniform(-17, 1.8, n),
+                        np.array([2.0**-60, -(2.0**-60), 64.0, -64.0, 36.7, -0.5] * 20)])
+    m = x.size
+    pick = np.array([0.0, 1.0, 0.5, 0.3, 2.0, -0.25, 2.0**-100, 2.0**100, 1e-10, 7e4])
+    y = np.where(rng.random(m) < 0.5, rng.random(m), pick[rng.integers(0, pick.size, m)])
+    w = (rng.random(m) + 0.01) * np.array([1.0, -1.0, 2.0**-99, 2.0**99])[rng.integers(0, 4, m)]
+    p = np.where(rng.random(m) < 0.5, rng.random(m) * 4, pick[rng.integers(0, pick.size, m)])
+    p = np.abs(p)
+    keep = fastkernel.fast_mask(x, y, w, p)
+    return x[keep], y[keep], w[keep], p[keep]
+
+
+def _chunk_bits(result):
+    """A chunk's terms, numerators and redo mask as bytes, for an exact comparison."""
+    chunk, redo = result
+    out = {}
+    for t, ((h, lo, e), d) in chunk.terms.items():
+        assert e == 0
+        out[str(t)] = (h.tobytes(), lo.tobytes(), np.asarray(d, np.float64).tobytes())
+    for t, (nm, ne) in chunk.numerators.items():
+        out["num " + str(t)] = (nm.tobytes(), np.asarray(ne).tobytes())
+    out["redo"] = None if redo is None else redo.tobytes()
+    return out
+
+
+@pytest.mark.parametrize("with_cond", [True, False])
+@pytest.mark.parametrize("has_w", [True, False])
+@pytest.mark.parametrize("has_p", [True, False])
+def test_compiled_kernel_gives_the_numpy_kernels_bits(monkeypatch, has_p, has_w, with_cond):
+    """The numba loops (fastjit_loops.py) repeat the numpy kernel's operations one
+    element at a time: every bit of every term, bound, numerator and redo flag agrees."""
+    from harness.reference import fastjit
+
+    if not fastjit.available():
+        pytest.skip(_NO_NUMBA)
+    rng = np.random.default_rng(21 + 4 * has_p + 2 * has_w + with_cond)
+    wants = [{LOSS, GRAD_INPUT, GRAD_TARGET}, {LOSS}, {GRAD_TARGET}]
+    from harness.reference.terms import GRAD_POS_WEIGHT, GRAD_WEIGHT
+
+    wants.append({t for t in (LOSS, GRAD_INPUT, GRAD_TARGET, GRAD_WEIGHT, GRAD_POS_WEIGHT)
+                  if (has_w or t is not GRAD_WEIGHT) and (has_p or t is not GRAD_POS_WEIGHT)})
+    redone = 0
+    for n in (1, 5000):
+        x, y, w, p = _fast_domain_args(rng, n)
+        args = (x, y, w if has_w else None, p if has_p else None)
+        monkeypatch.setattr(fastjit, "JIT_AFTER", 0)
+        for want in wants:
+            monkeypatch.setattr(fastjit, "JIT_MIN", 1)
+            compiled = fastkernel.chunk_fast(*args, want, with_cond)
+            monkeypatch.setattr(fastjit, "JIT_MIN", 10**12)
+            plain = fastkernel.chunk_fast(*args, want, with_cond)
+            assert _chunk_bits(compiled) == _chunk_bits(plain), (n, sorted(map(str, want)))
+            redone += 0 if compiled[1] is None else int(compiled[1].sum())
+    if with_cond:
+        assert redone > 0  # cancelling brackets met, and flagged alike
+
+
+def test_large_evaluations_run_the_compiled_kernel(monkeypatch):
+    """Once a process has sent JIT_AFTER elements through the fast kernel, a chunk of
+    JIT_MIN elements or more goes through the compiled kernel, a smaller one through
+    numpy's; both give evaluate() the same bits."""
+    from harness.reference import fastjit
+
+    if not fastjit.available():
+        pytest.skip(_NO_NUMBA)
+    monkeypatch.setitem(fastjit._STATE, "elements", 0)
+    monkeypatch.setattr(fastjit, "JIT_AFTER", 4 * fastjit.JIT_MIN)
+    calls = []
+    real = fastjit.run
+    monkeypatch.setattr(fastjit, "run", lambda *a: calls.append(a[0].size) or real(*a))
+    rng = np.random.default_rng(3)
+    x, y, w = rng.standard_normal(3 * fastjit.JIT_MIN) * 3, rng.random(3 * fastjit.JIT_MIN), None
+    _clear_cache()
+    first = R.evaluate(x, y, w, 2.0, reduction="none")  # 3 * JIT_MIN elements: not yet
+    assert calls == []
+    _clear_cache()
+    big = R.evaluate(x, y, w, 2.0, reduction="none")  # past JIT_AFTER
+    assert calls and min(calls) >= fastjit.JIT_MIN
+    calls.clear()
+    _clear_cache()
+    small = R.evaluate(x[:100], y[:100], w, 2.0, reduction="none")
+    assert calls == []
+    monkeypatch.setattr(fastjit, "JIT_MIN", 10**12)
+    _clear_cache()
+    plain = R.evaluate(x, y, w, 2.0, reduction="none")
+    _clear_cache()
+    for k in big:
+        assert first[k].value.tobytes() == plain[k].value.tobytes(), k
+        assert big[k].value.tobytes() == plain[k].value.tobytes(), k
+        assert big[k].cond.tobytes() == plain[k].cond.tobytes(), k
+        if k != "grad.pos_weight":  # elementwise: the first 100 are the small call's
+            assert small[k].value.tobytes() == plain[k].value[:100].tobytes(), k
+
+
+def test_compiled_pairwise_sums_give_ddmaths_bits(monkeypatch):
+    """fastjit.dd_sum_rows walks ddmath.dd_sum's tree (odd levels padded with a zero):
+    the same hi and lo words for every row, odd and even lengths, signed zeros, huge
+    and cancelling terms."""
+    from harness.reference import ddmath, fastjit
+
+    if not fastjit.available():
+        pytest.skip(_NO_NUMBA)
+    monkeypatch.setitem(fastjit._STATE, "elements", fastjit.JIT_AFTER + 1)
+    rng = np.random.default_rng(8)
+    for rows, n in [(1, 16384), (40, 1000), (3, 257), (7, 511), (2, 300)]:
+        h = rng.standard_normal((rows, n)) * 10.0 ** rng.integers(-8, 8, (rows, n))
+        lo = h * 2.0**-60 * rng.standard_normal((rows, n))
+        h[0, :6] = [0.0, -0.0, 1e300, -1e300, 3.0, -3.0]
+        lo[0, :2] = [-0.0, -0.0]
+        got = fastjit.dd_sum_rows(h, lo)
+        want = ddmath.dd_sum(h, lo, axis=1)
+        assert got is not None
+        assert got[0].tobytes() == want[0].tobytes() and got[1].tobytes() == want[1].tobytes()
+    assert fastjit.dd_sum_rows(h[:, :100], lo[:, :100]) is None  # short rows: numpy's

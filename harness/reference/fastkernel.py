@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.reference import condition
+from harness.reference import condition, fastjit
 from harness.reference import ddfunctions as df
 from harness.reference import ddmath as dm
 from harness.reference import scaled as sd
@@ -90,8 +90,10 @@ def chunk_fast(x: np.ndarray, y: np.ndarray, w: np.ndarray | None, p: np.ndarray
     brackets = {t.bracket for t in want}
     if with_cond:
         brackets |= {Bracket.G, Bracket.K, Bracket.B} | ({Bracket.Y} if p is not None else set())
-    sel = dm.select
     eps_s = sd.EPS * sd.SLACK  # read at each call: the tests widen EPS to force the exact path
+    if fastjit.use(x.size):
+        return _chunk_compiled(x, y, w, p, want, with_cond, brackets, eps_s)
+    sel = dm.select
     a = np.abs(x)
     xp = dm.SelectMask(x >= 0)
     th, tl = df.exp_neg_dd(a)  # t = e**-|x|
@@ -229,3 +231,42 @@ def chunk_fast(x: np.ndarray, y: np.ndarray, w: np.ndarray | None, p: np.ndarray
     return ChunkResult(terms, numerators), redo
 
 
+
+
+def _chunk_compiled(x: np.ndarray, y: np.ndarray, w: np.ndarray | None, p: np.ndarray | None,
+                    want: set[Term], with_cond: bool, brackets: set[Bracket], eps_s: float,
+                    ) -> tuple[ChunkResult, np.ndarray | None]:
+    """``chunk_fast``'s results from the compiled kernel (``fastjit.py``): the same
+    operations element by element, so the same bits; the condition numerators are then
+    built from its blocks by the same numpy code."""
+    j = fastjit
+    out = j.run(x, y, w, p, eps_s, sd.EPS_OP, sd.SLACK, REDO_SPREAD)
+    rows = {Bracket.G: (j.GH, j.WGH), Bracket.K: (j.KH, j.WKH), Bracket.B: (j.BH, j.WBH),
+            Bracket.Y: (j.YH, j.WYH)}
+    terms = {}
+    for t in want:
+        plain, weighted = rows[t.bracket]
+        r = weighted if t.weighted and w is not None else plain
+        terms[t] = ((out[r], out[r + 1], 0), out[r + 2])
+    if not with_cond:
+        return ChunkResult(terms, {}), None
+    blocks = condition.Blocks(
+        a=(np.abs(x), 0),
+        y=(np.abs(y), 0),
+        one_minus_y=(np.abs(out[j.C1H]), 0),
+        sp_neg=(out[j.LH], 0),
+        sp_pos=(out[j.SH], 0),
+        sig_pos=(out[j.SBH], 0),
+        sig_neg=(out[j.SSH], 0),
+        xpos=dm.SelectMask(x >= 0),
+        py=(np.abs(out[j.PYH]), 0),
+        p=(p, 0) if p is not None else None,
+        l_coef=(out[j.LGH], 0) if p is not None else (np.ones_like(x), 0),
+        G=(out[j.GH], 0),
+        K=(out[j.KH], 0),
+        B=(out[j.BH], 0),
+        Y=(out[j.YH], 0) if Bracket.Y in brackets else None,
+    )
+    nums = condition.numerators(blocks, w is not None, p is not None)
+    redo = out[j.REDO] != 0
+    return ChunkResult(terms, {t: nums[t] for t in want}), (redo if redo.any() else None)

@@ -1,0 +1,127 @@
+"""The fast kernel compiled with numba: ``fastkernel.chunk_fast``'s operations, one element
+at a time, with the same results bit for bit.
+
+``fastkernel.py`` runs some four hundred numpy operations per chunk, each a pass over
+memory with a fresh temporary; the double-double arithmetic itself is cheap. Here the
+same operations, in the same order and on the same float64 values, run in one compiled
+loop that keeps an element's intermediates in registers. numba compiles with IEEE
+semantics (no fast-math, no contraction of ``a*b + c`` into an FMA), so every
+operation rounds as numpy's does and the results are identical:
+``tests/test_reference_fast.py`` compares the two kernels bit for bit, bounds, redo
+masks and condition numbers included.
+
+numba is optional (the ``fast`` extra, in ``all``). Without it, or with
+``BCE_HARNESS_JIT=0``, ``fastkernel.chunk_fast`` runs its numpy operations. It also
+does so until compiling would pay (``use``): importing numba and loading the compiled
+loops from numba's on-disk cache costs a process about 0.6 s (compiling them the first
+time on a machine, about 4 s), which the numpy kernel spends on some two million
+elements. So a process compiles once it has sent ``JIT_AFTER`` elements through the
+fast kernel in chunks of ``JIT_MIN`` or more: a report of small cases, or a test, never
+imports numba; a sweep or a large case soon runs compiled. Either way the bits are
+the same. The cache lives next to this file, or in numba's user cache where that is
+read-only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+__all__ = ["JIT_AFTER", "JIT_MIN", "OUT_ROWS", "available", "dd_sum_rows", "numpy_only", "run",
+           "use"]
+
+#: chunks smaller than this run the numpy kernel (the compiled loops gain little there)
+JIT_MIN = 2048
+#: elements a process sends through the numpy kernel (in chunks of JIT_MIN or more)
+#: before it loads the compiled one: about what loading it costs (module docstring)
+JIT_AFTER = 1 << 21
+
+#: rows of the kernel's output, one per per-element quantity (see ``_kernel``)
+(GH, GL, GD, KH, KL, KD, BH, BL, BD, YH, YL, YD,
+ WGH, WGL, WGD, WKH, WKL, WKD, WBH, WBL, WBD, WYH, WYL, WYD,
+ LH, SH, SBH, SSH, C1H, PYH, LGH, REDO) = range(32)
+OUT_ROWS = 32
+
+_STATE: dict[str, Any] = {}
+
+
+def available() -> bool:
+    """Whether the compiled kernel can run here (numba importable, not switched off)."""
+    if "kernel" not in _STATE:
+        _STATE["kernel"] = None
+        if os.environ.get("BCE_HARNESS_JIT", "1") != "0":
+            try:
+                from harness.reference import fastjit_loops
+            except ImportError:  # numba missing, or one that cannot load with this numpy
+                pass
+            else:
+                _STATE["kernel"] = fastjit_loops
+    return _STATE["kernel"] is not None
+
+
+@contextmanager
+def numpy_only() -> Iterator[None]:
+    """Within the block, only the numpy code runs (the benchmark's comparison row)."""
+    _STATE["off"] = True
+    try:
+        yield
+    finally:
+        _STATE.pop("off")
+
+
+def use(n: int) -> bool:
+    """Whether a fast-kernel chunk of ``n`` elements runs compiled (module docstring);
+    counts the chunk toward ``JIT_AFTER``."""
+    if n < JIT_MIN or _STATE.get("off"):
+        return False
+    _STATE["elements"] = _STATE.get("elements", 0) + n
+    return _STATE["elements"] > JIT_AFTER and available()
+
+
+def dd_sum_rows(hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``ddmath.dd_sum(hi, lo, axis=1)`` of 2-d arrays, compiled, with the same bits; None
+    unless this process already runs the compiled kernel (``use``) and the rows are long
+    enough to gain from it."""
+    if _STATE.get("kernel") is None or _STATE.get("elements", 0) <= JIT_AFTER \
+            or _STATE.get("off") or hi.ndim != 2 or hi.shape[1] < 256:
+        return None
+    out_h = np.empty(hi.shape[0])
+    out_l = np.empty(hi.shape[0])
+    _STATE["kernel"].dd_sum_rows(np.ascontiguousarray(hi, np.float64),
+                                 np.ascontiguousarray(lo, np.float64), out_h, out_l)
+    return out_h, out_l
+
+
+def run(x: np.ndarray, y: np.ndarray, w: np.ndarray | None, p: np.ndarray | None,
+        eps_s: float, eps_op: float, slack: float, redo_spread: float) -> np.ndarray:
+    """Every bracket, weighted term and condition block of the chunk, as rows of one
+    array (the row constants above); call only after ``available()``."""
+    k = _STATE["kernel"]
+    x = np.ascontiguousarray(x)
+    y = np.ascontiguousarray(y)
+    has_p = p is not None
+    p = np.ascontiguousarray(p) if has_p else x
+    n = x.size
+    # rows 8 elements longer than needed: rows a multiple of 4 KiB apart share cache sets
+    out = np.empty((OUT_ROWS, n + 8))[:, :n]
+    tmp = np.empty((9, n + 8))[:, :n]
+    th, tl, lh, ll, sbh, sbl, ssh, sh, sl = tmp
+    k.transcendental(x, th, tl, lh, ll, sbh, sbl, ssh, sh, sl)
+    redo = out[REDO]
+    k.bracket_g(has_p, x, y, p, lh, ll, eps_s, redo_spread, out[GH], out[GL], out[GD], redo,
+                out[C1H], out[PYH], out[LGH])
+    k.bracket_b(has_p, x, p, lh, ll, eps_s, redo_spread, out[BH], out[BL], out[BD], redo)
+    k.bracket_y(x, y, lh, ll, sh, sl, eps_s, out[YH], out[YL], out[YD])
+    k.bracket_k(has_p, x, y, p, th, tl, sbh, sbl, eps_s, redo_spread, out[KH], out[KL],
+                out[KD], redo)
+    out[LH], out[SH], out[SBH], out[SSH] = lh, sh, sbh, ssh
+    if w is not None:
+        w = np.ascontiguousarray(w)
+        for plain, weighted in ((GH, WGH), (KH, WKH), (BH, WBH), (YH, WYH)):
+            k.weigh(plain == YH, w, out[plain], out[plain + 1], out[plain + 2], eps_op, slack,
+                    out[weighted], out[weighted + 1], out[weighted + 2])
+    return out
