@@ -245,6 +245,8 @@ class Coverage:
         values["size"] = np.full(n, float(np.size(call.input)))
         values["smoothing"] = np.full(n, float(getattr(call, "label_smoothing", 0.0)))
         self.groups = groups
+        self.identity = groups.size == self.size and bool(
+            (groups == np.arange(groups.size)).all())
         self.elements = Elements(values=values, dtype=call.dtype,
                                  measured=ev.measured or call.dtype,
                                  arg_dtypes={a: call.dtype_of(a) for a in _ARGS
@@ -264,6 +266,10 @@ class Coverage:
         if e.where is None:
             return np.ones(self.size, dtype=bool)
         rows = e.where.evaluate(self.elements)
+        if self.size == 1:  # a whole call, or a reduced result: any contributing row
+            return np.array([rows.any()])
+        if self.identity:  # an elementwise result: each row is its own element
+            return rows
         return np.bincount(self.groups, weights=rows, minlength=self.size)[: self.size] > 0
 
     def describe(self, flat: int) -> str:

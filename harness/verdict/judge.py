@@ -51,7 +51,9 @@ def _elem(arr: np.ndarray | None, index: tuple[int, ...], shape: tuple[int, ...]
     """The value of a (possibly broadcast) argument at an element of the input's shape."""
     if arr is None:
         return None
-    a = np.broadcast_to(np.asarray(arr, dtype=np.float64), shape)
+    a = np.asarray(arr, dtype=np.float64)
+    if a.shape != shape:
+        a = np.broadcast_to(a, shape)
     return fnum(a[index])
 
 

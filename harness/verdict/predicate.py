@@ -138,6 +138,8 @@ class Predicate:
             vals = {k: None if el.values.get(k) is None
                     else np.asarray(el.values[k], dtype=np.float64) for k in self.variables}
             out = np.asarray(self._node(el, vals), dtype=bool)
+        if out.shape == (el.n,):
+            return out
         return np.broadcast_to(out, (el.n,)).copy()
 
     def __repr__(self) -> str:
