@@ -18,6 +18,8 @@ import math
 from enum import Enum
 from typing import Any, TypedDict
 
+import numpy as np
+
 #: The report's schema version: 2 added expectations (`expected_by`, the report's
 #: `expectations` section) and a passing record's `largest` error. It is the flat layout
 #: consumers of report.json read (docs/report.md): `results`, one self-describing record per check.
@@ -167,6 +169,15 @@ def encode_float(x: Any) -> float | str | None:
     return v
 
 
+def encode_floats(values: Any) -> list[float | str | None]:
+    """``encode_float`` of every element of a float64 array, flattened (one numpy
+    ``tolist`` where every element is finite, as most are)."""
+    a = np.asarray(values, dtype=np.float64).reshape(-1)
+    if np.isfinite(a).all():
+        return a.tolist()
+    return [encode_float(v) for v in a.tolist()]
+
+
 def decode_float(v: Any) -> float | None:
     """The inverse of `encode_float`; None for what is not a number (a description
     such as 'array of shape [3]', a list, None)."""
@@ -225,5 +236,5 @@ def quantity_message(rec: dict[str, Any]) -> str | None:
 __all__ = ["CHECKS", "NUMERIC_CHECKS", "PACKED_SCHEMA_VERSION", "READABLE_SCHEMA_VERSIONS",
            "SCHEMA_VERSION",
            "SEVERITY_ORDER", "STATUS_ORDER", "UNEXPECTED", "Check", "Element", "Record",
-           "Status", "decode_float", "encode_float", "fail_message", "fmt_ulp",
+           "Status", "decode_float", "encode_float", "encode_floats", "fail_message", "fmt_ulp",
            "pass_message", "quantity_message"]

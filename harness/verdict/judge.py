@@ -17,7 +17,7 @@ import numpy as np
 
 from harness.dtypes import dtype_name, promote
 from harness.protocol import Call, Result, Unsupported
-from harness.records import Record, encode_float, fail_message, pass_message
+from harness.records import Record, encode_float, encode_floats, fail_message, pass_message
 from harness.reference.arguments import NotEvaluable
 from harness.verdict import ulps
 from harness.verdict.expectations import Evidence
@@ -292,14 +292,13 @@ def _judge_quantity(call: Call, check: str, got: np.ndarray, ref, want_dtype: st
     largest = worst if largest_idx == idx else _element(call, check, largest_idx, got64, ref,
                                                           dist)
     if got.size <= SMALL:
-        extra["values"] = {"got": [fnum(v) for v in got64.reshape(-1)],
-                           "expected": [fnum(v) for v in ref.value.reshape(-1)]}
+        extra["values"] = {"got": encode_floats(got64), "expected": encode_floats(ref.value)}
     if profile and got.shape == np.shape(call.input) and got.ndim == 1 and got.size > SMALL:
         step = max(1, got.size // PROFILE_POINTS)
         extra["profile"] = {
-            "x": [fnum(v) for v in np.asarray(call.input, dtype=np.float64)[::step]],
-            "ulp": [fnum(v) for v in dist.ulps[::step]],
-            "allowance": [fnum(v) for v in dist.allowance[::step]]}
+            "x": encode_floats(np.asarray(call.input, dtype=np.float64)[::step]),
+            "ulp": encode_floats(dist.ulps[::step]),
+            "allowance": encode_floats(dist.allowance[::step])}
     max_ulp = float(dist.ulps[largest_idx])
     n_bad = int(np.count_nonzero(failing))
     if passed:
