@@ -118,7 +118,7 @@ def main(argv=None) -> None:
 
         kernel = f"compiled by numba {numba.__version__}"
     else:
-        kernel = "numpy (numba not installed, or BCE_HARNESS_JIT=0)"
+        kernel = f"numpy: {fastjit.why_not()}"
     print(f"{n} elements, shape {shape}, weight {w.shape}, pos_weight {p.shape}")
     print(f"fast kernel: {kernel}")
     print(f"{'reduction':10s} {'what':26s} {'seconds':>9s} {'elements/s':>12s} {'vs float64':>11s}")

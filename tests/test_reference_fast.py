@@ -329,7 +329,12 @@ def test_fast_kernel_bits_at_the_edges_of_its_domain(monkeypatch):
 # the compiled fast kernel (numba): the numpy kernel's bits
 # ===========================================================================
 
-_NO_NUMBA = "numba is not installed (the `fast` extra): the numpy kernel runs everywhere"
+def _skip_without_numba() -> None:
+    from harness.reference import fastjit
+
+    if not fastjit.available():
+        pytest.skip(f"the compiled loops cannot run here: {fastjit.why_not()} (numba is the "
+                    "`fast` extra); the numpy kernel runs everywhere")
 
 
 def _fast_domain_args(rng, n):
@@ -368,8 +373,7 @@ def test_compiled_kernel_gives_the_numpy_kernels_bits(monkeypatch, has_p, has_w,
     element at a time: every bit of every term, bound, numerator and redo flag agrees."""
     from harness.reference import fastjit
 
-    if not fastjit.available():
-        pytest.skip(_NO_NUMBA)
+    _skip_without_numba()
     rng = np.random.default_rng(21 + 4 * has_p + 2 * has_w + with_cond)
     wants = [{LOSS, GRAD_INPUT, GRAD_TARGET}, {LOSS}, {GRAD_TARGET}]
     from harness.reference.terms import GRAD_POS_WEIGHT, GRAD_WEIGHT
@@ -398,8 +402,7 @@ def test_large_evaluations_run_the_compiled_kernel(monkeypatch):
     numpy's; both give evaluate() the same bits."""
     from harness.reference import fastjit
 
-    if not fastjit.available():
-        pytest.skip(_NO_NUMBA)
+    _skip_without_numba()
     monkeypatch.setitem(fastjit._STATE, "elements", 0)
     monkeypatch.setattr(fastjit, "JIT_AFTER", 4 * fastjit.JIT_MIN)
     calls = []
@@ -435,8 +438,7 @@ def test_compiled_pairwise_sums_give_ddmaths_bits(monkeypatch):
     and cancelling terms."""
     from harness.reference import ddmath, fastjit
 
-    if not fastjit.available():
-        pytest.skip(_NO_NUMBA)
+    _skip_without_numba()
     monkeypatch.setitem(fastjit._STATE, "elements", fastjit.JIT_AFTER + 1)
     rng = np.random.default_rng(8)
     for rows, n in [(1, 16384), (40, 1000), (3, 257), (7, 511), (2, 300)]:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["JIT_AFTER", "JIT_MIN", "OUT_ROWS", "available", "dd_sum_rows", "numpy_only", "run",
-           "use"]
+           "use", "why_not"]
 
 #: chunks smaller than this run the numpy kernel (the compiled loops gain little there)
 JIT_MIN = 2048
@@ -56,10 +56,14 @@ def available() -> bool:
         if os.environ.get("BCE_HARNESS_JIT", "1") != "0":
             try:
                 from harness.reference import fastjit_loops
-            except ImportError:  # numba missing, or one that cannot load with this numpy
-                pass
+            except ImportError as exc:  # numba missing, or one that cannot load here
+                _STATE["why_not"] = f"numba cannot be imported ({exc})"
+            except Exception as exc:  # numba's own refusal, e.g. no cache it can write
+                _STATE["why_not"] = f"numba refused the compiled loops ({exc})"
             else:
                 _STATE["kernel"] = fastjit_loops
+        else:
+            _STATE["why_not"] = "BCE_HARNESS_JIT=0"
     return _STATE["kernel"] is not None
 
 
@@ -71,6 +75,11 @@ def numpy_only() -> Iterator[None]:
         yield
     finally:
         _STATE.pop("off")
+
+
+def why_not() -> str | None:
+    """Why the compiled loops do not run here (None when they can), after ``available()``."""
+    return _STATE.get("why_not")
 
 
 def use(n: int) -> bool:
