@@ -34,9 +34,12 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from harness import reference
+from harness.reference import fastjit
+from harness.run.pool import single_threaded
 from harness.sweep import isolate, shard
 
-shard.one_thread()  # before any framework is imported
+single_threaded()  # before any framework is imported
 
 from harness.run.registry import discover, select  # noqa: E402
 from harness.sweep.patterns import Shard, Space  # noqa: E402
@@ -83,14 +86,21 @@ def main() -> int:
           f"(seed {args.seed}) × {len(targets)} targets ({', '.join(labels)}) = {n_el:,} elements, "
           "one core\n")
 
+    # a long sweep's worker soon runs the reference's compiled loops (where numba is
+    # installed, after its first two million fast-kernel elements): load them here,
+    # with the untimed warm window, so the timed windows see what a sweep sees
+    fastjit.JIT_AFTER = 0
+    ordinary = np.linspace(-3.0, 3.0, 4096)
+    reference.evaluate(ordinary, np.full(4096, 0.5), reduction="sum")
+    warm_ref = shard.reference_shard(plan, warm)
     refs, ref_s = [], 0.0
     for sh in shards:
         start = time.perf_counter()
         refs.append(shard.reference_shard(plan, sh))
         ref_s += time.perf_counter() - start
     print(f"{'reference':<40} {n_el / ref_s:>12,.0f} elements/s "
-          f"({len(refs[0]['primary'])} evaluation(s) for {len(targets)} targets)")
-    warm_ref = shard.reference_shard(plan, warm)
+          f"({len(refs[0]['primary'])} evaluation(s) for {len(targets)} targets; fast "
+          f"kernel {'compiled' if fastjit.available() else 'numpy: ' + str(fastjit.why_not())})")
 
     rows = []
     for loaded in select(discover(args.plugin), args.backend):
