@@ -451,3 +451,30 @@ def test_compiled_pairwise_sums_give_ddmaths_bits(monkeypatch):
         assert got is not None
         assert got[0].tobytes() == want[0].tobytes() and got[1].tobytes() == want[1].tobytes()
     assert fastjit.dd_sum_rows(h[:, :100], lo[:, :100]) is None  # short rows: numpy's
+
+
+def test_a_failing_compiled_loop_leaves_the_numpy_code_running(monkeypatch):
+    """numba compiles at the first call; if that fails (or any call does), the chunk and
+    every later one run the numpy code, with the same bits, and why_not says why."""
+    from harness.reference import fastjit
+
+    class Broken:
+        def __getattr__(self, name):
+            def fail(*args):
+                raise RuntimeError(f"no {name} today")
+            return fail
+
+    monkeypatch.setattr(fastjit, "_STATE", {"kernel": Broken(), "elements": 0})
+    monkeypatch.setattr(fastjit, "JIT_AFTER", 0)
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal(5000) * 3, rng.random(5000)
+    _clear_cache()
+    got = R.evaluate(x, y, None, 2.0, reduction="sum")
+    assert fastjit.available() is False
+    assert "RuntimeError: no transcendental today" in fastjit.why_not()
+    monkeypatch.setattr(fastjit, "_STATE", {"kernel": None, "why_not": "switched off here"})
+    _clear_cache()
+    plain = R.evaluate(x, y, None, 2.0, reduction="sum")
+    _clear_cache()
+    for k in plain:
+        assert got[k].value.tobytes() == plain[k].value.tobytes(), k

@@ -1,25 +1,26 @@
-"""The fast kernel compiled with numba: ``fastkernel.chunk_fast``'s operations, one element
-at a time, with the same results bit for bit.
+"""The fast kernel and the long dd sums compiled with numba: the numpy code's operations,
+one element at a time, with the same results bit for bit.
 
 ``fastkernel.py`` runs some four hundred numpy operations per chunk, each a pass over
 memory with a fresh temporary; the double-double arithmetic itself is cheap. Here the
-same operations, in the same order and on the same float64 values, run in one compiled
-loop that keeps an element's intermediates in registers. numba compiles with IEEE
+same operations, in the same order and on the same float64 values, run in six short
+compiled loops (``fastjit_loops.py``) that keep an element's intermediates in
+registers, and ``ddmath.dd_sum``'s pairwise tree likewise. numba compiles with IEEE
 semantics (no fast-math, no contraction of ``a*b + c`` into an FMA), so every
 operation rounds as numpy's does and the results are identical:
-``tests/test_reference_fast.py`` compares the two kernels bit for bit, bounds, redo
-masks and condition numbers included.
+``tests/test_reference_fast.py`` compares them bit for bit, bounds, redo masks and
+condition numerators included.
 
-numba is optional (the ``fast`` extra, in ``all``). Without it, or with
-``BCE_HARNESS_JIT=0``, ``fastkernel.chunk_fast`` runs its numpy operations. It also
-does so until compiling would pay (``use``): importing numba and loading the compiled
-loops from numba's on-disk cache costs a process about 0.6 s (compiling them the first
-time on a machine, about 4 s), which the numpy kernel spends on some two million
-elements. So a process compiles once it has sent ``JIT_AFTER`` elements through the
-fast kernel in chunks of ``JIT_MIN`` or more: a report of small cases, or a test, never
-imports numba; a sweep or a large case soon runs compiled. Either way the bits are
-the same. The cache lives next to this file, or in numba's user cache where that is
-read-only.
+numba is optional (the ``fast`` extra, in ``all``). Without it, with
+``BCE_HARNESS_JIT=0``, or if numba fails to compile the loops, the numpy code runs
+(``why_not`` says why). It also does so until compiling would pay (``use``):
+importing numba and loading the compiled loops from numba's on-disk cache costs a
+process about 0.6 s (compiling them the first time on a machine, about 4 s), which the
+numpy kernel spends on some two million elements. So a process loads them once it has
+sent ``JIT_AFTER`` elements through the fast kernel in chunks of ``JIT_MIN`` or more:
+a report of small cases, or a test, never imports numba; a sweep or a large case soon
+runs compiled. Either way the bits are the same. The cache lives next to this file, or
+in numba's user cache where that is read-only.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ JIT_MIN = 2048
 #: before it loads the compiled one: about what loading it costs (module docstring)
 JIT_AFTER = 1 << 21
 
-#: rows of the kernel's output, one per per-element quantity (see ``_kernel``)
+#: rows of ``run``'s output, one per per-element quantity: each bracket's (hi, lo, bound),
+#: the same times w, the condition blocks, and the redo flag (1.0 or 0.0)
 (GH, GL, GD, KH, KL, KD, BH, BL, BD, YH, YL, YD,
  WGH, WGL, WGD, WKH, WKL, WKD, WBH, WBL, WBD, WYH, WYL, WYD,
  LH, SH, SBH, SSH, C1H, PYH, LGH, REDO) = range(32)
@@ -91,6 +93,12 @@ def use(n: int) -> bool:
     return _STATE["elements"] > JIT_AFTER and available()
 
 
+def _give_up(exc: Exception) -> None:
+    """numba failed at a call (a compilation error, say): the numpy code from now on."""
+    _STATE["kernel"] = None
+    _STATE["why_not"] = f"numba failed to run the compiled loops ({type(exc).__name__}: {exc})"
+
+
 def dd_sum_rows(hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """``ddmath.dd_sum(hi, lo, axis=1)`` of 2-d arrays, compiled, with the same bits; None
     unless this process already runs the compiled kernel (``use``) and the rows are long
@@ -100,16 +108,29 @@ def dd_sum_rows(hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]
         return None
     out_h = np.empty(hi.shape[0])
     out_l = np.empty(hi.shape[0])
-    _STATE["kernel"].dd_sum_rows(np.ascontiguousarray(hi, np.float64),
-                                 np.ascontiguousarray(lo, np.float64), out_h, out_l)
+    try:
+        _STATE["kernel"].dd_sum_rows(np.ascontiguousarray(hi, np.float64),
+                                     np.ascontiguousarray(lo, np.float64), out_h, out_l)
+    except Exception as exc:
+        _give_up(exc)
+        return None
     return out_h, out_l
 
 
 def run(x: np.ndarray, y: np.ndarray, w: np.ndarray | None, p: np.ndarray | None,
-        eps_s: float, eps_op: float, slack: float, redo_spread: float) -> np.ndarray:
+        eps_s: float, eps_op: float, slack: float, redo_spread: float) -> np.ndarray | None:
     """Every bracket, weighted term and condition block of the chunk, as rows of one
-    array (the row constants above); call only after ``available()``."""
-    k = _STATE["kernel"]
+    array (the row constants above); call only after ``use`` said yes. None if numba
+    failed (the caller then runs the numpy kernel, as every later chunk will)."""
+    try:
+        return _run(_STATE["kernel"], x, y, w, p, eps_s, eps_op, slack, redo_spread)
+    except Exception as exc:
+        _give_up(exc)
+        return None
+
+
+def _run(k: Any, x: np.ndarray, y: np.ndarray, w: np.ndarray | None, p: np.ndarray | None,
+         eps_s: float, eps_op: float, slack: float, redo_spread: float) -> np.ndarray:
     x = np.ascontiguousarray(x)
     y = np.ascontiguousarray(y)
     has_p = p is not None

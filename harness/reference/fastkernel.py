@@ -92,7 +92,9 @@ def chunk_fast(x: np.ndarray, y: np.ndarray, w: np.ndarray | None, p: np.ndarray
         brackets |= {Bracket.G, Bracket.K, Bracket.B} | ({Bracket.Y} if p is not None else set())
     eps_s = sd.EPS * sd.SLACK  # read at each call: the tests widen EPS to force the exact path
     if fastjit.use(x.size):
-        return _chunk_compiled(x, y, w, p, want, with_cond, brackets, eps_s)
+        done = _chunk_compiled(x, y, w, p, want, with_cond, brackets, eps_s)
+        if done is not None:
+            return done
     sel = dm.select
     a = np.abs(x)
     xp = dm.SelectMask(x >= 0)
@@ -235,12 +237,14 @@ def chunk_fast(x: np.ndarray, y: np.ndarray, w: np.ndarray | None, p: np.ndarray
 
 def _chunk_compiled(x: np.ndarray, y: np.ndarray, w: np.ndarray | None, p: np.ndarray | None,
                     want: set[Term], with_cond: bool, brackets: set[Bracket], eps_s: float,
-                    ) -> tuple[ChunkResult, np.ndarray | None]:
+                    ) -> tuple[ChunkResult, np.ndarray | None] | None:
     """``chunk_fast``'s results from the compiled kernel (``fastjit.py``): the same
     operations element by element, so the same bits; the condition numerators are then
-    built from its blocks by the same numpy code."""
+    built from its blocks by the same numpy code. None if numba failed."""
     j = fastjit
     out = j.run(x, y, w, p, eps_s, sd.EPS_OP, sd.SLACK, REDO_SPREAD)
+    if out is None:
+        return None
     rows = {Bracket.G: (j.GH, j.WGH), Bracket.K: (j.KH, j.WKH), Bracket.B: (j.BH, j.WBH),
             Bracket.Y: (j.YH, j.WYH)}
     terms = {}
