@@ -225,6 +225,8 @@ def log1p(th, tl):  # ddfunctions.log1p_dd
 
 @njit(**_COMPILED)
 def transcendental(xs, th_, tl_, lh_, ll_, sbh_, sbl_, ssh_, sh_, sl_):
+    """e**-|x|, sp(-|x|), s(|x|), s(-|x|) and sp(|x|) in dd: what every bracket reads
+    (``fastkernel.chunk_fast``'s first lines)."""
     for i in range(xs.shape[0]):
         a = abs(xs[i])
         th, tl = exp_neg(a)  # t = e**-|x|
