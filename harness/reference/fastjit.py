@@ -42,11 +42,12 @@ JIT_MIN = 2048
 JIT_AFTER = 1 << 21
 
 #: rows of ``run``'s output, one per per-element quantity: each bracket's (hi, lo, bound),
-#: the same times w, the condition blocks, and the redo flag (1.0 or 0.0)
+#: the same times w, the condition blocks, the redo flag (1.0 or 0.0), and the low words
+#: of the first loop's values, which only the other loops read
 (GH, GL, GD, KH, KL, KD, BH, BL, BD, YH, YL, YD,
  WGH, WGL, WGD, WKH, WKL, WKD, WBH, WBL, WBD, WYH, WYL, WYD,
- LH, SH, SBH, SSH, C1H, PYH, LGH, REDO) = range(32)
-OUT_ROWS = 32
+ LH, SH, SBH, SSH, C1H, PYH, LGH, REDO, TH, TL, LL, SBL, SL) = range(37)
+OUT_ROWS = 37
 
 _STATE: dict[str, Any] = {}
 
@@ -93,6 +94,12 @@ def use(n: int) -> bool:
     return _STATE["elements"] > JIT_AFTER and available()
 
 
+def _compiled_now() -> bool:
+    """Whether this process runs the compiled loops already (``use`` switched it)."""
+    return (not _STATE.get("off") and _STATE.get("elements", 0) > JIT_AFTER
+            and _STATE.get("kernel") is not None)
+
+
 def _give_up(exc: Exception) -> None:
     """numba failed at a call (a compilation error, say): the numpy code from now on."""
     _STATE["kernel"] = None
@@ -103,8 +110,7 @@ def dd_sum_rows(hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     """``ddmath.dd_sum(hi, lo, axis=1)`` of 2-d arrays, compiled, with the same bits; None
     unless this process already runs the compiled kernel (``use``) and the rows are long
     enough to gain from it."""
-    if _STATE.get("kernel") is None or _STATE.get("elements", 0) <= JIT_AFTER \
-            or _STATE.get("off") or hi.ndim != 2 or hi.shape[1] < 256:
+    if not _compiled_now() or hi.ndim != 2 or hi.shape[1] < 256:
         return None
     out_h = np.empty(hi.shape[0])
     out_l = np.empty(hi.shape[0])
@@ -138,8 +144,8 @@ def _run(k: Any, x: np.ndarray, y: np.ndarray, w: np.ndarray | None, p: np.ndarr
     n = x.size
     # rows 8 elements longer than needed: rows a multiple of 4 KiB apart share cache sets
     out = np.empty((OUT_ROWS, n + 8))[:, :n]
-    tmp = np.empty((9, n + 8))[:, :n]
-    th, tl, lh, ll, sbh, sbl, ssh, sh, sl = tmp
+    th, tl, lh, ll, sbh, sbl, ssh, sh, sl = (out[TH], out[TL], out[LH], out[LL], out[SBH],
+                                             out[SBL], out[SSH], out[SH], out[SL])
     k.transcendental(x, th, tl, lh, ll, sbh, sbl, ssh, sh, sl)
     redo = out[REDO]
     k.bracket_g(has_p, x, y, p, lh, ll, eps_s, redo_spread, out[GH], out[GL], out[GD], redo,
@@ -148,7 +154,6 @@ def _run(k: Any, x: np.ndarray, y: np.ndarray, w: np.ndarray | None, p: np.ndarr
     k.bracket_y(x, y, lh, ll, sh, sl, eps_s, out[YH], out[YL], out[YD])
     k.bracket_k(has_p, x, y, p, th, tl, sbh, sbl, eps_s, redo_spread, out[KH], out[KL],
                 out[KD], redo)
-    out[LH], out[SH], out[SBH], out[SSH] = lh, sh, sbh, ssh
     if w is not None:
         w = np.ascontiguousarray(w)
         for plain, weighted in ((GH, WGH), (KH, WKH), (BH, WBH), (YH, WYH)):

@@ -8,6 +8,13 @@ which would keep LLVM from vectorizing) and without fast-math: no reassociation 
 contraction of ``a*b + c`` into an FMA, which would change the bits. Module-level
 functions with constant tables, so numba can keep them in its on-disk cache.
 
+The error-free transformations below restate ``ddmath``'s rather than compiling its
+functions: numba cannot call ddmath's plain Python helpers from compiled code, and its
+cache is refreshed only when this file changes, so the operations the cached loops
+run are kept here, where an edit invalidates them (the tables come from
+``ddfunctions`` as values). ``tests/test_reference_fast.py`` holds the two copies to
+the same bits.
+
 Each loop writes at most a handful of arrays: LLVM vectorizes a loop only when it can
 check cheaply that its stores and loads do not overlap, and with tens of output
 streams it gives up and runs it one element at a time (measured: 111 ns per element

@@ -233,8 +233,6 @@ def chunk_fast(x: np.ndarray, y: np.ndarray, w: np.ndarray | None, p: np.ndarray
     return ChunkResult(terms, numerators), redo
 
 
-
-
 def _chunk_compiled(x: np.ndarray, y: np.ndarray, w: np.ndarray | None, p: np.ndarray | None,
                     want: set[Term], with_cond: bool, brackets: set[Bracket], eps_s: float,
                     ) -> tuple[ChunkResult, np.ndarray | None] | None:
