@@ -68,6 +68,12 @@ def _parser() -> _Parser:
                    help="worker processes at once, for the calls and the shrinking; each "
                         "backend's calls are shards that queue for them (JAX's one per dtype) "
                         "(default: one per available core)")
+    r.add_argument("--max-restarts", type=int, default=3, metavar="N",
+                   help="a backend shard whose worker dies or hangs more than N times is given "
+                        "up: its calls not yet run are recorded as errors, each saying so "
+                        "(default 3; raise it for a backend that crashes on some calls only, "
+                        "at the cost of a framework import per crash, and a --timeout per "
+                        "hang)")
     r.add_argument("--compiled", action="store_true",
                    help="also run the backends' compiled implementations (torch.compile, "
                         "jax.jit, tf.function), each judged against the reference and "
@@ -183,7 +189,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         backends=tuple(args.backend), plugins=tuple(args.plugin), devices=tuple(args.device),
         dtypes=tuple(args.dtype), out=args.out, known=tuple(args.known),
         shipped_expectations=not args.no_shipped_expectations, packed_json=args.packed_json,
-        timeout=args.timeout, jobs=args.jobs, shrink=args.shrink, quiet=args.quiet,
+        timeout=args.timeout, jobs=args.jobs, max_restarts=args.max_restarts,
+        shrink=args.shrink, quiet=args.quiet,
         compiled=args.compiled, forward_mode=args.forward_mode,
         argv=tuple(sys.argv[1:]))
     return run_report(plan_report(request)).exit_code

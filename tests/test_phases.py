@@ -298,3 +298,42 @@ def test_console_says_stopped_only_for_what_did_not_finish():
     text = run(_report({k: v for k, v in shards.items() if k.startswith("numpy")},
                        interrupted=True), list(shards)[:2])
     assert "torch: stopped before it finished" in text and "numpy: stopped" not in text
+
+
+def test_max_restarts_decides_when_a_crashing_backend_is_given_up(mild, tmp_path):
+    """A backend that aborts on some calls only (every "sum") is given up after more
+    than --max-restarts worker deaths, its remaining calls recorded as errors that say
+    so; raised, every other call runs and is judged."""
+    def run(limit: str) -> dict[str, list[dict]]:
+        out = tmp_path / f"out-{limit}"
+        r = harness("report", "--plugin", "tests.plugins.dying:BACKENDS", "--backend",
+                    "aborts-small", "--cases", str(mild), "--examples", "0", "--shrink", "0",
+                    "--max-restarts", limit, "--out", str(out), cwd=tmp_path)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        calls: dict[str, list[dict]] = {}
+        for x in load(out)["results"]:
+            calls.setdefault(x["status"], []).append(x)
+        return calls | {"stderr": r.stderr}
+
+    strict = run("0")  # the first death gives the shard up
+    died = [x for x in strict["error"] if "died with SIGABRT" in x["message"]
+            and not x["message"].startswith("WorkerError: not run")]
+    not_run = [x for x in strict["error"] if "not run:" in x["message"]]
+    assert {x["reduction"] for x in died} == {"sum"}
+    assert not_run and all("more than --max-restarts 0" in x["message"] for x in not_run)
+    assert "calls not run: the worker failed once, more than --max-restarts 0" in \
+        strict["stderr"]
+
+    patient = run("5")  # three deaths (the three "sum" trials), every other call judged
+    assert all(x["reduction"] == "sum" and "died with SIGABRT" in x["message"]
+               for x in patient["error"])
+    assert len({(x["dtype"], x["case"]) for x in patient["error"]}) == 3
+    judged = patient.get("pass", []) + patient.get("fail", [])
+    assert {x["reduction"] for x in judged} == {"none", "mean"}
+    assert "given up" not in patient["stderr"]
+
+
+def test_max_restarts_must_not_be_negative(tmp_path):
+    r = harness("report", "--backend", "numpy", "--max-restarts", "-1", cwd=tmp_path)
+    assert r.returncode == 2 and "--max-restarts must be 0 or more" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -41,6 +41,7 @@ class ReportRequest:
     packed_json: bool = False
     timeout: float = 120.0
     jobs: int = 0  # 0 = one worker per available core
+    max_restarts: int = 3  # a shard's worker failures before its remaining calls are given up
     shrink: int | None = None  # None = the default number of shrinks
     quiet: bool = False
     compiled: bool = False  # the backends' compiled implementations too
@@ -94,6 +95,9 @@ def plan_report(request: ReportRequest) -> ReportPlan:
     started = time.monotonic()
     if request.jobs < 0:
         raise UsageError("--jobs must be 1 or more (0, the default: one per available core).")
+    if request.max_restarts < 0:
+        raise UsageError("--max-restarts must be 0 or more (0: give a backend up at its "
+                         "first crash or hang).")
     examples = DEFAULT_EXAMPLES if request.examples is None else request.examples
     if examples < 0:
         raise UsageError("--examples must be 0 or more (0 turns generation off).")
@@ -154,7 +158,7 @@ def run_report(plan: ReportPlan) -> ReportOutcome:
         coverage_table = coverage(cases, req.dtypes)
         coverage_line = coverage_summary(coverage_table)
     opts = RunOptions(devices=req.devices, dtypes=req.dtypes, timeout=req.timeout,
-                      jobs=req.jobs, compiled=req.compiled,
+                      jobs=req.jobs, max_restarts=req.max_restarts, compiled=req.compiled,
                       forward_mode=req.forward_mode)
     sink = report.Sink(req.out)
     infos: dict[str, dict[str, Any]] = {}

@@ -65,7 +65,7 @@ class RunOptions:
     timeout: float = 120.0  # seconds one call may take before its worker is killed
     startup_timeout: float = 300.0  # importing a framework on a busy machine is slow
     jobs: int = 0  # worker processes at once; 0 = one per available core (default_jobs)
-    max_restarts: int = 3
+    max_restarts: int = 3  # report --max-restarts
     compiled: bool = False  # run the backends' compiled implementations too
     forward_mode: bool = False  # ask the backends' forward_mode() implementations for jvps
     # The backends named here have their calls split into one shard per dtype, run
@@ -202,12 +202,13 @@ def run_isolated(backends: list[Loaded], trials: list[Trial], opts: RunOptions,
             w.pending = []
         w.restarts += 1
         if w.pending and w.restarts > opts.max_restarts:
-            w.abandoned = (f"{len(w.pending)} calls not run: the worker failed {w.restarts} "
-                           f"times (last: {why})")
+            times = "once" if w.restarts == 1 else f"{w.restarts} times"
+            failed = (f"the worker failed {times}, more than --max-restarts "
+                      f"{opts.max_restarts} (last: {why})")
+            w.abandoned = f"{len(w.pending)} calls not run: {failed}"
             for task in list(w.pending):
-                record_outcome(w, task, judge.Raised(
-                    "WorkerError", ("WorkerError",),
-                    f"not run: the worker failed {w.restarts} times (last: {why})"), 0.0)
+                record_outcome(w, task, judge.Raised("WorkerError", ("WorkerError",),
+                                                     f"not run: {failed}"), 0.0)
             w.pending = []
         elif w.total:
             on_progress(w.label, w.total - len(w.pending), w.total)
