@@ -337,3 +337,36 @@ def test_max_restarts_must_not_be_negative(tmp_path):
     r = harness("report", "--backend", "numpy", "--max-restarts", "-1", cwd=tmp_path)
     assert r.returncode == 2 and "--max-restarts must be 0 or more" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_an_answer_waiting_while_the_parent_is_busy_is_not_a_hang(mild, tmp_path):
+    """Two workers of 0.3 s calls and a 1 s --timeout; the parent takes 1.2 s over each of
+    steady-twin's first two records (as judging a large call can take). Steady's calls go
+    on meanwhile and their answers wait in its pipe: past its deadline, but it did not
+    hang, so it is not killed and every call is judged."""
+    from harness.run.job import ReportRequest, plan_report
+    from harness.run.pool import Pool
+    from harness.run.runner import RunOptions, run_isolated
+
+    plan = plan_report(ReportRequest(
+        cases=(str(mild),), examples=0, backends=("steady", "steady-twin"),
+        plugins=("tests.plugins.counting:BACKENDS",), dtypes=("float32", "float64"),
+        out=tmp_path / "out", shrink=0))
+    records: list[dict] = []
+    slow = [2]
+
+    def on_records(name: str, recs: list[dict]) -> None:
+        if name == "steady-twin" and slow[0] > 0:
+            slow[0] -= 1
+            time.sleep(1.2)
+        records.extend(recs)
+
+    with Pool(jobs=2) as pool:
+        stats = run_isolated(plan.chosen, plan.trials, RunOptions(timeout=1.0, jobs=2),
+                             plan.entries, on_records, pool=pool)
+    assert slow == [0]
+    for name in ("steady", "steady-twin"):
+        mine = [r for r in records if r["backend"] == name]
+        assert not [r["message"] for r in mine if r["status"] == "error"], name
+        assert len({(r["case"], r["dtype"], r["reduction"]) for r in mine}) == 6
+        assert stats[name]["restarts"] == 0 and stats[name]["finished"]

@@ -125,7 +125,7 @@ def shrink_failures(results: list[dict[str, Any]], cases: list[Case], specs: dic
     skipped with the reason.
     """
     from harness.generate.shrink import disagreement
-    from harness.run.pool import Pool, exit_reason
+    from harness.run.pool import Pool, exit_reason, unread
 
     by_name = {c.name: c for c in cases}
     attempts: list[dict[str, Any]] = []
@@ -201,7 +201,7 @@ def shrink_failures(results: list[dict[str, Any]], cases: list[Case], specs: dic
                         pool.release(p)
                         continue
                 _, deadline, overall = running[p]
-                if now > deadline:
+                if now > deadline and not unread(p.conn):
                     what = "a call" if p.info is not None else "loading the backend"
                     limit_s = timeout if p.info is not None else startup_timeout
                     skip(p, a, f"{what} did not finish within {limit_s:g} s while shrinking "

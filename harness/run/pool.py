@@ -93,6 +93,22 @@ def _worker_main(spec: str, conn: Connection,
             conn.send(("shrunk", shrink_job(backend, msg[1], lambda: conn.send(("tick",)))))
 
 
+def unread(conn: Connection | None) -> bool:
+    """Whether a message from the worker waits unread in the pipe.
+
+    A deadline is checked after the parent has handled what was ready, and handling a
+    large call's records (judging them) can take longer than a short --timeout: a
+    worker whose answer sat in the pipe meanwhile did not hang, and must not be killed
+    as if it had. A pipe that cannot be polled counts as unread, so the next read
+    meets its end and reports the crash."""
+    if conn is None:
+        return False
+    try:
+        return conn.poll(0)
+    except (OSError, EOFError, ValueError):
+        return True
+
+
 def default_jobs() -> int:
     """Worker processes at once by default: one per core this process may run on."""
     try:

@@ -19,7 +19,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from harness.run.calls import Twins, records_for
-from harness.run.pool import Pool, Proc, exit_reason
+from harness.run.pool import Pool, Proc, exit_reason, unread
 from harness.run.registry import Loaded
 from harness.run.trials import ReferenceCache, Task, Trial, plan
 from harness.verdict import judge
@@ -264,7 +264,7 @@ def run_isolated(backends: list[Loaded], trials: list[Trial], opts: RunOptions,
                     finish(w)
             now = time.monotonic()
             for w in list(active):
-                if not w.done and now > w.deadline:
+                if not w.done and now > w.deadline and not unread(w.conn):
                     what = "the call" if w.current is not None else "starting the worker"
                     limit_s = opts.timeout if w.current is not None else opts.startup_timeout
                     crashed(w, f"{what} did not finish within {limit_s:g} s (hang?); "

@@ -29,3 +29,20 @@ class _Counted(NumpyBackend):
 
 
 BACKENDS = [type(f"Counted{i}", (_Counted,), {"name": f"counted-{i}"}) for i in range(5)]
+
+
+class Steady(NumpyBackend):
+    """numpy's formula, each call 0.3 s long (a sleep: wall time, however busy the
+    machine): always well inside a 1 s --timeout, and always with an answer on the way."""
+
+    name = "steady"
+
+    def implementations(self) -> list[str]:
+        return ["formula"]
+
+    def run(self, call: Call) -> Result:
+        time.sleep(0.3)
+        return super().run(call)
+
+
+BACKENDS += [Steady, type("SteadyTwin", (Steady,), {"name": "steady-twin"})]
