@@ -111,7 +111,7 @@ def test_aborting_and_hanging_workers_leave_a_complete_report(small, tmp_path):
     out = tmp_path / "out"
     r = harness("report", "--plugin", "tests.plugins.crashy:BACKENDS", "--backend", "numpy",
                 "--backend", "aborting", "--backend", "hanging", "--cases", str(small),
-                "--dtype", "float64", "--timeout", "5", "--out", str(out))
+                "--dtype", "float64", "--timeout", "2", "--out", str(out))
     assert r.returncode == 1, r.stderr
     doc = load(out)
     by = {}
@@ -120,7 +120,7 @@ def test_aborting_and_hanging_workers_leave_a_complete_report(small, tmp_path):
     # numpy: every call judged, all formula checks pass
     assert {x["reduction"] for x in by["numpy"]} == {"none", "mean", "sum"}
     assert all(x["status"] == "pass" for x in by["numpy"] if x["implementation"] == "formula")
-    for name, why in (("aborting", "SIGABRT"), ("hanging", "did not finish within 5 s")):
+    for name, why in (("aborting", "SIGABRT"), ("hanging", "did not finish within 2 s")):
         errors = [x for x in by[name] if x["status"] == "error"]
         assert [x["reduction"] for x in errors] == ["sum"], by[name]
         assert why in errors[0]["message"]

@@ -77,7 +77,7 @@ def test_dying_workers_cost_their_calls_and_their_shrinks_never_the_report(small
     out = tmp_path / "out"
     r = harness("report", "--plugin", "tests.plugins.dying:BACKENDS", "--backend", "numpy",
                 "--backend", "aborts-small", "--backend", "hangs-always", "--cases", str(small),
-                "--examples", "20", "--seed", "3", "--dtype", "float32", "--timeout", "3",
+                "--examples", "20", "--seed", "3", "--dtype", "float32", "--timeout", "2",
                 "--out", str(out),
                 cwd=tmp_path)
     assert r.returncode == 1, r.stderr
@@ -98,7 +98,7 @@ def test_dying_workers_cost_their_calls_and_their_shrinks_never_the_report(small
     # the hanging backend: every record an error, the worker given up after a few timeouts
     assert by["hangs-always"] and all(x["status"] == "error" for x in by["hangs-always"]), \
         sorted({(x["status"], x["check"], x["message"][:80]) for x in by["hangs-always"]})
-    assert any("did not finish within 3 s" in x["message"] for x in by["hangs-always"])
+    assert any("did not finish within 2 s" in x["message"] for x in by["hangs-always"])
     assert "hangs-always: given up" in r.stderr
     # shrinking reached the aborting backend; its worker died; the attempt was skipped
     run = doc["run"]
