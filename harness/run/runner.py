@@ -203,8 +203,10 @@ def run_isolated(backends: list[Loaded], trials: list[Trial], opts: RunOptions,
         w.restarts += 1
         if w.pending and w.restarts > opts.max_restarts:
             times = "once" if w.restarts == 1 else f"{w.restarts} times"
-            failed = (f"the worker failed {times}, more than --max-restarts "
-                      f"{opts.max_restarts} (last: {why})")
+            allowed = "no restart is" if opts.max_restarts == 0 else (
+                "1 restart is" if opts.max_restarts == 1 else f"{opts.max_restarts} restarts are")
+            failed = (f"the worker failed {times} (last: {why}); {allowed} allowed "
+                      "(report --max-restarts)")
             w.abandoned = f"{len(w.pending)} calls not run: {failed}"
             for task in list(w.pending):
                 record_outcome(w, task, judge.Raised("WorkerError", ("WorkerError",),
